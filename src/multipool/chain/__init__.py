@@ -1,0 +1,1 @@
+"""Chain layer: pure serialization, addresses, proof of work, and the daemon client."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: thin Typer commands, one module per command group."""

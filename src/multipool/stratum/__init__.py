@@ -1,0 +1,1 @@
+"""Stratum V1 server: framing, sessions, jobs, share checks, vardiff, bans."""
