@@ -1,0 +1,337 @@
+"""Typed coin configuration, loaded from a coin TOML file and validated once.
+
+The keys follow the config contract of the design brief (``[coin]``, ``[daemon]``,
+``[stratum]``, ``[pool]``). Unknown keys are refused, every error names the file, the key
+and the reason, and nothing is returned until the whole file is valid.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from multipool.chain.address import address_to_script
+from multipool.chain.networks import NetworkParams, get_network
+from multipool.chain.pow import ALGORITHMS
+from multipool.errors import AddressError, ConfigError
+
+PREFIX_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+@dataclass(frozen=True, slots=True)
+class PortConfig:
+    """One stratum listening port with its difficulty policy."""
+
+    port: int
+    difficulty: float
+    vardiff: bool = True
+    min_difficulty: float | None = None
+    max_difficulty: float | None = None
+    target_share_time: float = 15.0
+    retarget_interval: float = 90.0
+    variance_percent: float = 30.0
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def floor(self) -> float:
+        return self.min_difficulty if self.min_difficulty is not None else self.difficulty / 1024
+
+    @property
+    def ceiling(self) -> float:
+        return self.max_difficulty if self.max_difficulty is not None else self.difficulty * 2**20
+
+
+@dataclass(frozen=True, slots=True)
+class CoinSection:
+    name: str
+    prefix: str
+    symbol: str
+    algorithm: str
+    network: str
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSection:
+    rpc_url: str
+    rpc_user: str | None = None
+    rpc_password: str | None = field(default=None, repr=False)
+    rpc_cookie: str | None = None
+    wallet: str | None = None
+    zmq_hashblock: str | None = None
+    # Build fields belong to the server manager; kept so one coin.toml serves both.
+    source: str = "package"
+    package: str | None = None
+    git: str | None = None
+    ref: str | None = None
+    build: tuple[str, ...] = ()
+    binary: str | None = None
+    template_rules: tuple[str, ...] = ("segwit",)
+    template_refresh: float = 30.0
+    poll_interval: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StratumSection:
+    host: str
+    ports: tuple[PortConfig, ...]
+    max_connections: int = 20000
+    max_connections_per_ip: int = 1000
+    idle_timeout: float = 600.0
+    subscribe_timeout: float = 30.0
+    ban_seconds: float = 600.0
+    ban_invalid_percent: float = 50.0
+    ban_min_shares: int = 20
+    extranonce2_size: int = 4
+    pool_tag: str = "/multipool/"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSection:
+    address: str
+    scheme: str = "pplns"
+    fee_percent: float = 1.0
+    fee_address: str | None = None
+    min_payout: float = 0.1
+    payment_interval: float = 600.0
+    database: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CoinConfig:
+    """A whole coin.toml, validated."""
+
+    path: str
+    coin: CoinSection
+    daemon: DaemonSection
+    stratum: StratumSection
+    pool: PoolSection
+    network: NetworkParams
+    payout_script: bytes = field(repr=False)
+
+
+class _Section:
+    """Reads typed values out of one TOML table, remembering which keys were used so
+    that leftovers can be refused as unknown."""
+
+    def __init__(self, table: object, file: str, name: str):
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", file=file, key=name)
+        self.table: dict[str, Any] = table
+        self.file = file
+        self.name = name
+        self.used: set[str] = set()
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(reason, file=self.file, key=f"{self.name}.{key}")
+
+    def _get(self, key: str, kind: type | tuple[type, ...], default: Any, what: str) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if default is _REQUIRED:
+                raise self.error(key, "is required")
+            return default
+        value = self.table[key]
+        # bool is an int subclass: refuse true/false where a number is meant.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.error(key, f"must be {what}, got {value!r}")
+        if not isinstance(value, kind):
+            raise self.error(key, f"must be {what}, got {value!r}")
+        return value
+
+    def string(self, key: str, default: Any = None, *, choices: tuple[str, ...] = ()) -> Any:
+        value = self._get(key, str, default, "a string")
+        if choices and value is not None and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def number(self, key: str, default: Any = None, *, positive: bool = False) -> Any:
+        value = self._get(key, (int, float), default, "a number")
+        if value is not None:
+            if positive and not value > 0:
+                raise self.error(key, f"must be greater than 0, got {value!r}")
+            if not positive and value < 0:
+                raise self.error(key, f"must not be negative, got {value!r}")
+            return float(value)
+        return value
+
+    def integer(self, key: str, default: Any = None, *, low: int = 0, high: int = 2**31) -> Any:
+        value = self._get(key, int, default, "an integer")
+        if value is not None and not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: Any = None) -> Any:
+        return self._get(key, bool, default, "true or false")
+
+    def strings(self, key: str, default: Any = ()) -> tuple[str, ...]:
+        value = self._get(key, list, _REQUIRED if default is _REQUIRED else list(default),
+                          "a list of strings")
+        if not all(isinstance(item, str) for item in value):
+            raise self.error(key, "must be a list of strings")
+        return tuple(value)
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+_REQUIRED = object()
+
+
+def _parse_port(raw: object, file: str, index: int) -> PortConfig:
+    s = _Section(raw, file, f"stratum.ports[{index}]")
+    port = PortConfig(
+        port=s.integer("port", _REQUIRED, low=1, high=65535),
+        difficulty=s.number("difficulty", _REQUIRED, positive=True),
+        vardiff=s.boolean("vardiff", True),
+        min_difficulty=s.number("min_difficulty", None, positive=True),
+        max_difficulty=s.number("max_difficulty", None, positive=True),
+        target_share_time=s.number("target_share_time", 15.0, positive=True),
+        retarget_interval=s.number("retarget_interval", 90.0, positive=True),
+        variance_percent=s.number("variance_percent", 30.0),
+        tls=s.boolean("tls", False),
+        tls_cert=s.string("tls_cert"),
+        tls_key=s.string("tls_key"),
+    )
+    s.check_unknown()
+    if port.floor > port.difficulty or port.ceiling < port.difficulty:
+        raise s.error("difficulty", "must lie between min_difficulty and max_difficulty")
+    if port.tls and not (port.tls_cert and port.tls_key):
+        raise s.error("tls", "a TLS port needs tls_cert and tls_key")
+    return port
+
+
+def _check(file: str, key: str, ok: bool, reason: str) -> None:
+    if not ok:
+        raise ConfigError(reason, file=file, key=key)
+
+
+def _address_script(address: str, network: NetworkParams, file: str, key: str) -> bytes:
+    try:
+        return address_to_script(address, network)
+    except AddressError as exc:
+        raise ConfigError(str(exc), file=file, key=key) from None
+
+
+def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
+    """Given the parsed TOML of a coin file and its name (for messages), return the
+    validated :class:`CoinConfig` or raise :class:`ConfigError` naming file, key, reason."""
+    unknown = sorted(set(data) - {"coin", "daemon", "stratum", "pool"})
+    if unknown:
+        raise ConfigError("unknown section", file=file, key=unknown[0])
+    for section in ("coin", "daemon", "stratum", "pool"):
+        _check(file, section, section in data, "section is required")
+
+    c = _Section(data["coin"], file, "coin")
+    coin = CoinSection(
+        name=c.string("name", _REQUIRED),
+        prefix=c.string("prefix", _REQUIRED),
+        symbol=c.string("symbol", _REQUIRED),
+        algorithm=c.string("algorithm", _REQUIRED, choices=tuple(ALGORITHMS)),
+        network=c.string("network", "main", choices=("main", "test", "regtest")),
+    )
+    c.check_unknown()
+    _check(file, "coin.prefix", bool(coin.prefix) and set(coin.prefix) <= PREFIX_CHARS
+           and len(coin.prefix) <= 16 and coin.prefix[0].isalpha(),
+           f"must be 1-16 lowercase letters and digits starting with a letter, got "
+           f"{coin.prefix!r}")
+    try:
+        network = get_network(coin.name, coin.network)
+    except ConfigError as exc:
+        raise ConfigError(exc.reason, file=file, key="coin.name") from None
+
+    d = _Section(data["daemon"], file, "daemon")
+    daemon = DaemonSection(
+        rpc_url=d.string("rpc_url", _REQUIRED),
+        rpc_user=d.string("rpc_user"),
+        rpc_password=d.string("rpc_password"),
+        rpc_cookie=d.string("rpc_cookie"),
+        wallet=d.string("wallet"),
+        zmq_hashblock=d.string("zmq_hashblock"),
+        source=d.string("source", "package", choices=("package", "git", "binary")),
+        package=d.string("package"),
+        git=d.string("git"),
+        ref=d.string("ref"),
+        build=d.strings("build", ()),
+        binary=d.string("binary"),
+        template_rules=d.strings("template_rules", _default_rules(coin.name)),
+        template_refresh=d.number("template_refresh", 30.0, positive=True),
+        poll_interval=d.number("poll_interval", 1.0, positive=True),
+    )
+    d.check_unknown()
+    url = urlsplit(daemon.rpc_url)
+    _check(file, "daemon.rpc_url", url.scheme in ("http", "https") and bool(url.hostname),
+           f"must be an http:// URL with a host, got {daemon.rpc_url!r}")
+    has_password = daemon.rpc_user is not None and daemon.rpc_password is not None
+    _check(file, "daemon.rpc_user", has_password or daemon.rpc_cookie is not None,
+           "give rpc_user and rpc_password, or rpc_cookie")
+    _check(file, "daemon.rpc_cookie", not (has_password and daemon.rpc_cookie),
+           "give either rpc_user/rpc_password or rpc_cookie, not both")
+
+    s = _Section(data["stratum"], file, "stratum")
+    ports_raw = s._get("ports", list, _REQUIRED, "a list of port tables")
+    _check(file, "stratum.ports", len(ports_raw) > 0, "needs at least one port")
+    ports = tuple(_parse_port(raw, file, i) for i, raw in enumerate(ports_raw))
+    numbers = [p.port for p in ports]
+    _check(file, "stratum.ports", len(set(numbers)) == len(numbers),
+           f"port numbers repeat: {numbers}")
+    stratum = StratumSection(
+        host=s.string("host", "0.0.0.0"),  # noqa: S104 - miners connect from anywhere
+        ports=ports,
+        max_connections=s.integer("max_connections", 20000, low=1, high=10**6),
+        max_connections_per_ip=s.integer("max_connections_per_ip", 1000, low=1, high=10**6),
+        idle_timeout=s.number("idle_timeout", 600.0, positive=True),
+        subscribe_timeout=s.number("subscribe_timeout", 30.0, positive=True),
+        ban_seconds=s.number("ban_seconds", 600.0),
+        ban_invalid_percent=s.number("ban_invalid_percent", 50.0, positive=True),
+        ban_min_shares=s.integer("ban_min_shares", 20, low=1),
+        extranonce2_size=s.integer("extranonce2_size", 4, low=2, high=8),
+        pool_tag=s.string("pool_tag", "/multipool/"),
+    )
+    s.check_unknown()
+    _check(file, "stratum.pool_tag", len(stratum.pool_tag.encode()) <= 40,
+           "must be at most 40 bytes so the coinbase script stays under 100 bytes")
+
+    p = _Section(data["pool"], file, "pool")
+    pool = PoolSection(
+        address=p.string("address", _REQUIRED),
+        scheme=p.string("scheme", "pplns", choices=("pplns", "prop", "solo")),
+        fee_percent=p.number("fee_percent", 1.0),
+        fee_address=p.string("fee_address"),
+        min_payout=p.number("min_payout", 0.1, positive=True),
+        payment_interval=p.number("payment_interval", 600.0, positive=True),
+        database=p.string("database"),
+    )
+    p.check_unknown()
+    _check(file, "pool.fee_percent", pool.fee_percent < 100, "must be below 100")
+    payout_script = _address_script(pool.address, network, file, "pool.address")
+    if pool.fee_address is not None:
+        _address_script(pool.fee_address, network, file, "pool.fee_address")
+
+    return CoinConfig(path=file, coin=coin, daemon=daemon, stratum=stratum, pool=pool,
+                      network=network, payout_script=payout_script)
+
+
+def _default_rules(coin_name: str) -> tuple[str, ...]:
+    # Litecoin refuses getblocktemplate (-8) unless both rules are named.
+    return ("mweb", "segwit") if coin_name == "litecoin" else ("segwit",)
+
+
+def load_coin_config(path: str | Path) -> CoinConfig:
+    """Given the path of a coin TOML file, return its validated config."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=file) from None
+    return parse_coin_config(data, file)

@@ -1,0 +1,330 @@
+"""The stratum server of one coin: listeners, the session table, share checks, blocks.
+
+Share checks follow a fixed order, each failure with its standard code: 25 not
+subscribed, 24 unauthorized worker, 21 job not found or stale, 20 bad extranonce2 /
+ntime / nonce / version bits, 22 duplicate, 23 low difficulty. Scrypt hashing runs in a
+thread pool (hashlib.scrypt releases the GIL) so every core checks shares.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from multipool.chain.pow import Algorithm, hash_to_int, sha256d
+from multipool.chain.serialize import le_to_hex
+from multipool.config import PortConfig, StratumSection
+from multipool.stratum import protocol as p
+from multipool.stratum.bans import IpGuard
+from multipool.stratum.jobs import Job, JobManager
+from multipool.stratum.protocol import StratumError
+from multipool.stratum.session import (
+    MAX_NTIME_AHEAD,
+    SessionLimits,
+    StratumSession,
+    Worker,
+    parse_submit,
+)
+from multipool.stratum.sink import BlockRecord, ShareRecord, ShareSink
+from multipool.stratum.vardiff import VardiffPolicy
+
+
+class BlockSubmitterAPI(abc.ABC):
+    """What the server needs to hand a solved block to the daemon."""
+
+    @abc.abstractmethod
+    async def submit_block(self, block: bytes, hash_hex: str) -> str | None:
+        """Submit a block; return None when accepted, else the daemon's reason."""
+
+
+class StratumServer:
+    """Listens on the coin's stratum ports and checks every share against the job manager."""
+
+    # How often idle and unsubscribed sessions are swept, and vardiff idle checks run.
+    SWEEP_INTERVAL = 5.0
+
+    def __init__(
+        self,
+        *,
+        config: StratumSection,
+        algorithm: Algorithm,
+        jobs: JobManager,
+        sink: ShareSink,
+        submitter: BlockSubmitterAPI,
+        check_address: Callable[[str], object],
+        network_difficulty: Callable[[Job], float] | None = None,
+        limits: SessionLimits | None = None,
+        executor: Executor | None = None,
+        node_id: int = 0,
+        logger: logging.Logger | None = None,
+    ):
+        self.config = config
+        self.algorithm = algorithm
+        self.jobs = jobs
+        self.sink = sink
+        self.submitter = submitter
+        self.check_address = check_address
+        self.limits = limits or SessionLimits()
+        self.logger = logger or logging.getLogger("multipool.stratum")
+        self.extranonce2_size = config.extranonce2_size
+        self.sessions: dict[int, StratumSession] = {}
+        self.guard = IpGuard(max_per_ip=config.max_connections_per_ip,
+                             ban_seconds=config.ban_seconds,
+                             invalid_percent=config.ban_invalid_percent,
+                             min_shares=config.ban_min_shares)
+        self._own_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="share-check")
+        self._servers: list[asyncio.Server] = []
+        self._next_session = 0
+        # Extranonce1 is 4 bytes: the top byte names the node (for several engines on
+        # one database), the rest counts sessions; wrap-around reuses only long-gone ids.
+        self._node_prefix = (node_id & 0xFF) << 24
+        self._extranonce_counter = int.from_bytes(os.urandom(3), "big")
+        self._network_difficulty = network_difficulty
+        self._block_tasks: set[asyncio.Task[None]] = set()
+        self.blocks_found = 0
+        self.listening = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open every configured port."""
+        loop = asyncio.get_running_loop()
+        for port in self.config.ports:
+            server = await loop.create_server(
+                lambda port=port: self._new_session(port),
+                self.config.host, port.port, ssl=self._tls_context(port),
+                reuse_address=True, backlog=1024)
+            self._servers.append(server)
+            self.logger.info("stratum listening on %s:%d (difficulty %g%s%s)",
+                             self.config.host, port.port, port.difficulty,
+                             ", vardiff" if port.vardiff else "", ", TLS" if port.tls else "")
+        self.listening.set()
+
+    @staticmethod
+    def _tls_context(port: PortConfig) -> ssl.SSLContext | None:
+        if not port.tls:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        assert port.tls_cert and port.tls_key
+        context.load_cert_chain(port.tls_cert, port.tls_key)
+        return context
+
+    def bound_ports(self) -> list[int]:
+        """The port numbers actually bound (useful when a config asked for port 0)."""
+        return [sock.getsockname()[1] for server in self._servers
+                for sock in server.sockets]
+
+    async def serve(self) -> None:
+        """Run the sweeper until cancelled; close everything on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(self.SWEEP_INTERVAL)
+                self.sweep(time.monotonic())
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions.values()):
+            session.close("server shutting down")
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        if self._block_tasks:
+            await asyncio.gather(*self._block_tasks, return_exceptions=True)
+        if self._own_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def sweep(self, now: float) -> None:
+        """Close sessions that never subscribed or went quiet; lower vardiff of quiet ones."""
+        for session in list(self.sessions.values()):
+            if not session.ready and now - session.connected_at > self.config.subscribe_timeout:
+                session.close("did not subscribe and authorize in time")
+            elif now - session.last_activity > self.config.idle_timeout:
+                session.close("idle for too long")
+            elif session.vardiff is not None and session.ready:
+                new = session.vardiff.on_idle(now, session.difficulty)
+                if new is not None:
+                    session.set_difficulty(new, "vardiff, no shares")
+
+    # -- sessions ------------------------------------------------------------------
+
+    def _new_session(self, port: PortConfig) -> StratumSession:
+        self._next_session += 1
+        return StratumSession(self, port, self._next_session)
+
+    def admit(self, session: StratumSession) -> str | None:
+        if len(self.sessions) >= self.config.max_connections:
+            return "server is at its connection limit"
+        refusal = self.guard.admit(session.ip)
+        if refusal is None:
+            self.sessions[session.session_id] = session
+        return refusal
+
+    def forget(self, session: StratumSession) -> None:
+        if self.sessions.pop(session.session_id, None) is not None:
+            self.guard.release(session.ip)
+
+    def allocate_extranonce1(self) -> bytes:
+        self._extranonce_counter = (self._extranonce_counter + 1) & 0xFFFFFF
+        return (self._node_prefix | self._extranonce_counter).to_bytes(4, "big")
+
+    def vardiff_policy(self, port: PortConfig) -> VardiffPolicy:
+        return VardiffPolicy(port.target_share_time, port.retarget_interval,
+                             port.variance_percent, port.floor, port.ceiling)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    def notify_line(self, job: Job, clean: bool) -> bytes:
+        message = {"id": None, "method": "mining.notify", "params": [*job.notify_params, clean]}
+        return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+    def broadcast(self, job: Job) -> None:
+        """Send a new job to every ready session (the notify line is encoded once)."""
+        line = self.notify_line(job, job.clean)
+        for session in list(self.sessions.values()):
+            if session.ready and session.sent_difficulty is not None:
+                session.send_job(job, clean=job.clean, line=line)
+
+    # -- shares --------------------------------------------------------------------
+
+    def submit(self, session: StratumSession, msg_id: Any, params: list[Any]) -> None:
+        """Check one mining.submit and reply; scrypt hashing finishes asynchronously."""
+        now = time.monotonic()
+        try:
+            worker, job, extranonce, ntime, nonce, version = self._precheck(session, params)
+        except StratumError as exc:
+            self._reject(session, msg_id, exc, params, now)
+            return
+        header = job.work.header(extranonce, ntime, nonce, version)
+        if not self.algorithm.slow:
+            self._finish(session, msg_id, worker, job, extranonce, header,
+                         self.algorithm.pow_hash(header), now)
+            return
+        if session.pending_checks >= session.limits.max_pending_checks:
+            self._reject(session, msg_id, StratumError(p.OTHER, "too many shares in flight"),
+                         params, now)
+            return
+        session.pending_checks += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self.executor, self.algorithm.pow_hash, header)
+
+        def done(fut: asyncio.Future[bytes]) -> None:
+            session.pending_checks -= 1
+            if fut.cancelled() or session.closing:
+                return
+            self._finish(session, msg_id, worker, job, extranonce, header, fut.result(), now)
+
+        future.add_done_callback(done)
+
+    def _precheck(self, session: StratumSession, params: list[Any]
+                  ) -> tuple[Worker, Job, bytes, int, int, int]:
+        if not session.subscribed:
+            raise StratumError(p.NOT_SUBSCRIBED, "not subscribed")
+        name, job_id, extranonce2, ntime, nonce, version_bits = parse_submit(
+            params, self.extranonce2_size)
+        worker = session.workers.get(name)
+        if worker is None:
+            raise StratumError(p.UNAUTHORIZED, "unauthorized worker")
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise StratumError(p.JOB_NOT_FOUND, "job not found (stale)")
+        template = job.template
+        pool_now = template.curtime + (time.monotonic() - job.created)
+        if ntime < template.mintime or ntime > pool_now + MAX_NTIME_AHEAD:
+            raise StratumError(p.OTHER, "ntime out of range")
+        version = template.version
+        if version_bits is not None:
+            if version_bits & ~session.version_mask:
+                raise StratumError(p.OTHER, "version bits outside the negotiated mask")
+            version = (version & ~session.version_mask) | version_bits
+        extranonce = session.extranonce1 + extranonce2
+        key = (extranonce, ntime, nonce, version)
+        if key in job.seen:
+            raise StratumError(p.DUPLICATE, "duplicate share")
+        job.seen.add(key)
+        return worker, job, extranonce, ntime, nonce, version
+
+    def _finish(self, session: StratumSession, msg_id: Any, worker: Worker, job: Job,
+                extranonce: bytes, header: bytes, pow_hash: bytes, now: float) -> None:
+        hash_value = hash_to_int(pow_hash)
+        required = session.required_difficulty(job.job_id)
+        share_difficulty = self.algorithm.diff1_target / max(hash_value, 1)
+        if hash_value > self.algorithm.difficulty_to_target(required):
+            self._reject(session, msg_id,
+                         StratumError(p.LOW_DIFFICULTY, "low difficulty share"),
+                         None, now, worker=worker, job=job, share_difficulty=share_difficulty)
+            return
+        session._reply(msg_id, True)
+        self.guard.share(session.ip, True)
+        self.sink.record_share(ShareRecord(
+            time=time.time(), address=worker.address, worker=worker.worker, ip=session.ip,
+            job_id=job.job_id, height=job.template.height, difficulty=required,
+            share_difficulty=share_difficulty, accepted=True))
+        if hash_value <= job.template.target:
+            self._block_found(job, header, extranonce, worker)
+        session.share_result(True, now)
+
+    def _reject(self, session: StratumSession, msg_id: Any, error: StratumError,
+                params: list[Any] | None, now: float, *, worker: Worker | None = None,
+                job: Job | None = None, share_difficulty: float = 0.0) -> None:
+        session._send_error(msg_id, error)
+        session.share_result(False, now)
+        if worker is None and params and isinstance(params[0], str):
+            worker = session.workers.get(params[0])
+        self.sink.record_share(ShareRecord(
+            time=time.time(), address=worker.address if worker else "",
+            worker=worker.worker if worker else "", ip=session.ip,
+            job_id=job.job_id if job else "", height=job.template.height if job else 0,
+            difficulty=0.0, share_difficulty=share_difficulty, accepted=False,
+            reject_code=error.code, reject_reason=error.message))
+        if self.guard.share(session.ip, False):
+            self.logger.warning("banning %s for %gs: too many invalid shares",
+                                session.ip, self.config.ban_seconds)
+            for other in list(self.sessions.values()):
+                if other.ip == session.ip:
+                    other.close("address banned for invalid shares")
+
+    # -- blocks --------------------------------------------------------------------
+
+    def _block_found(self, job: Job, header: bytes, extranonce: bytes, worker: Worker) -> None:
+        block = job.work.block(header, extranonce)
+        # The block hash is double SHA-256 of the header whatever the PoW hash is.
+        hash_hex = le_to_hex(sha256d(header))
+        self.blocks_found += 1
+        self.logger.info("block candidate at height %d: %s by %s",
+                         job.template.height, hash_hex, worker.name)
+        task = asyncio.get_running_loop().create_task(
+            self._submit_block(job, block, hash_hex, worker))
+        self._block_tasks.add(task)
+        task.add_done_callback(self._block_tasks.discard)
+
+    async def _submit_block(self, job: Job, block: bytes, hash_hex: str,
+                            worker: Worker) -> None:
+        result = await self.submitter.submit_block(block, hash_hex)
+        accepted = result is None
+        if accepted:
+            self.logger.info("block %d %s accepted by the daemon", job.template.height,
+                             hash_hex)
+        else:
+            self.logger.error("block %d %s rejected by the daemon: %s",
+                              job.template.height, hash_hex, result)
+        difficulty = (self._network_difficulty(job) if self._network_difficulty
+                      else self.algorithm.target_to_difficulty(job.template.target))
+        self.sink.record_block(BlockRecord(
+            time=time.time(), height=job.template.height, hash_hex=hash_hex,
+            address=worker.address, worker=worker.worker,
+            reward=job.template.coinbase_value, network_difficulty=difficulty,
+            accepted=accepted, result=result))
+        self.jobs.new_block_signal()
