@@ -10,14 +10,13 @@ for them is stale, and no job is ever sent on a template older than the tip.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from multipool.chain.header import prevhash_to_stratum, u32_to_stratum
 from multipool.chain.rpc import DaemonError
@@ -25,15 +24,13 @@ from multipool.chain.template import BlockTemplate, Work, make_work, parse_templ
 from multipool.errors import TemplateError
 
 
-class JobSourceAPI(abc.ABC):
-    """What the job manager needs from a coin daemon."""
+class JobSourceAPI(Protocol):
+    """What the job manager needs from a coin daemon (DaemonClient has it)."""
 
-    @abc.abstractmethod
     async def getblocktemplate(
         self, rules: list[str], longpollid: str | None = None
-    ) -> dict[str, Any]: ...
+    ) -> Any: ...
 
-    @abc.abstractmethod
     async def getbestblockhash(self) -> str: ...
 
 

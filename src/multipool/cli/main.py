@@ -1,0 +1,24 @@
+"""The `multipool` command."""
+
+from __future__ import annotations
+
+import typer
+
+from multipool import __version__
+from multipool.cli import pool
+
+app = typer.Typer(help="Run many mining pools, one per coin, on one server.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app.add_typer(pool.app, name="pool")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"multipool {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version,
+                                      is_eager=True, help="print the version")) -> None:
+    """multipool: one tidy server, one isolated pool per coin."""

@@ -1,0 +1,62 @@
+"""`multipool pool ...`: run one coin's pool engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from multipool.chain.rpc import DaemonClient
+from multipool.cli.logs import setup_logging
+from multipool.config import CoinConfig, load_coin_config
+from multipool.engine import PoolEngine
+from multipool.errors import ConfigError
+
+app = typer.Typer(help="Run a coin's pool engine.", no_args_is_help=True)
+
+
+def refuse_root(allow_root: bool) -> None:
+    """Exit with a message when running as root without --allow-root: a pool engine
+    reads hostile network input and has no business holding root's rights."""
+    if os.geteuid() == 0 and not allow_root:
+        typer.secho("refusing to run as root: run as the coin's pool user, or pass "
+                    "--allow-root if you really mean it", fg="red", err=True)
+        raise typer.Exit(2)
+
+
+async def run_engine(config: CoinConfig) -> None:
+    """Run the engine until SIGINT/SIGTERM, then shut it down cleanly."""
+    d = config.daemon
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
+                            cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
+        engine = PoolEngine(config=config, daemon=daemon)
+        try:
+            await engine.run()
+        except asyncio.CancelledError:
+            pass
+
+
+@app.command("serve")
+def serve(
+    coin: Annotated[Path, typer.Option("--coin", help="the coin's TOML file")],
+    allow_root: Annotated[bool, typer.Option(help="run even as root")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run one coin's pool engine in the foreground until Ctrl-C or SIGTERM."""
+    refuse_root(allow_root)
+    try:
+        config = load_coin_config(coin)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(log_level)
+    asyncio.run(run_engine(config))

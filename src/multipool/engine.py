@@ -1,0 +1,98 @@
+"""One coin's pool engine: daemon client, job manager and stratum server in one task tree."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from multipool.chain.address import address_to_script
+from multipool.chain.pow import ALGORITHMS
+from multipool.chain.rpc import DaemonClient, DaemonError
+from multipool.config import CoinConfig
+from multipool.stratum.jobs import Job, JobManager
+from multipool.stratum.server import BlockSubmitterAPI, StratumServer
+from multipool.stratum.session import SessionLimits
+from multipool.stratum.sink import MemoryShareSink, ShareSink
+
+
+class DaemonBlockSubmitter(BlockSubmitterAPI):
+    """Submits a block and confirms with getblockheader that the daemon holds it."""
+
+    def __init__(self, daemon: DaemonClient, logger: logging.Logger):
+        self.daemon = daemon
+        self.logger = logger
+
+    async def submit_block(self, block: bytes, hash_hex: str) -> str | None:
+        try:
+            result = await self.daemon.submitblock(block.hex())
+        except DaemonError as exc:
+            return f"submitblock failed: {exc}"
+        # "duplicate" means the daemon already has it: a resubmission, not a loss.
+        if result not in (None, "duplicate"):
+            return str(result)
+        try:
+            header: Any = await self.daemon.getblockheader(hash_hex)
+        except DaemonError as exc:
+            return f"submitted, but the daemon does not know the block: {exc}"
+        confirmations = header.get("confirmations", 0) if isinstance(header, dict) else 0
+        if confirmations < 1:
+            self.logger.warning("block %s is known but not on the best chain", hash_hex)
+        return None
+
+
+class PoolEngine:
+    """Wires one coin's parts together and runs them until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        config: CoinConfig,
+        daemon: DaemonClient,
+        sink: ShareSink | None = None,
+        limits: SessionLimits | None = None,
+        logger: logging.Logger | None = None,
+    ):
+        self.config = config
+        self.daemon = daemon
+        self.sink = sink if sink is not None else MemoryShareSink()
+        self.logger = logger or logging.getLogger(f"multipool.engine.{config.coin.prefix}")
+        algorithm = ALGORITHMS[config.coin.algorithm]
+        stratum = config.stratum
+        self.jobs = JobManager(
+            daemon=daemon,
+            rules=config.daemon.template_rules,
+            payout_script=config.payout_script,
+            extranonce_size=4 + stratum.extranonce2_size,
+            pool_tag=stratum.pool_tag.encode(),
+            refresh_interval=config.daemon.template_refresh,
+            poll_interval=config.daemon.poll_interval,
+            on_job=self._on_job,
+            logger=self.logger.getChild("jobs"),
+        )
+        self.server = StratumServer(
+            config=stratum,
+            algorithm=algorithm,
+            jobs=self.jobs,
+            sink=self.sink,
+            submitter=DaemonBlockSubmitter(daemon, self.logger),
+            check_address=lambda address: address_to_script(address, config.network),
+            limits=limits,
+            logger=self.logger.getChild("stratum"),
+        )
+
+    def _on_job(self, job: Job) -> None:
+        self.server.broadcast(job)
+
+    async def run(self) -> None:
+        """Get the first job, open the stratum ports, serve until cancelled."""
+        self.logger.info("starting %s pool engine (%s, %s)", self.config.coin.name,
+                         self.config.coin.algorithm, self.config.coin.network)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.jobs.run())
+                await self.jobs.first_job.wait()
+                await self.server.start()
+                group.create_task(self.server.serve())
+        finally:
+            self.logger.info("pool engine stopped")

@@ -1,0 +1,377 @@
+"""The stratum server over real TCP connections, with a scripted template source.
+
+The daemon is faked here (FakeTemplateDaemon) so each test controls the chain tip; the
+functional tests run the same server against the real litecoind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import struct
+import time
+from dataclasses import dataclass, replace
+
+import pytest
+
+from multipool.chain.pow import ALGORITHMS
+from multipool.config import PortConfig, StratumSection
+from multipool.errors import AddressError
+from multipool.stratum.jobs import JobManager
+from multipool.stratum.server import StratumServer
+from multipool.stratum.session import SessionLimits
+from multipool.stratum.sink import MemoryShareSink
+from tests.support.fake_daemon import FakeTemplateDaemon
+from tests.support.stratum_client import RawClient
+
+GOOD = "goodaddress"
+PAYOUT = bytes.fromhex("0014") + bytes(20)
+
+
+def check_address(address: str) -> None:
+    if not address.startswith("good"):
+        raise AddressError(f"address {address!r} is not valid for this test coin")
+
+
+@dataclass
+class Pool:
+    daemon: FakeTemplateDaemon
+    sink: MemoryShareSink
+    server: StratumServer
+    jobs: JobManager
+    port: int
+
+
+async def start_pool(*, bits: str = "207fffff", difficulty: float = 1e-6,
+                     limits: SessionLimits | None = None, **stratum: object):
+    daemon = FakeTemplateDaemon(bits=bits)
+    sink = MemoryShareSink()
+    config = StratumSection(
+        host="127.0.0.1",
+        ports=(PortConfig(port=0, difficulty=difficulty, vardiff=False,
+                          min_difficulty=1e-9, max_difficulty=1e12),),
+        **stratum)  # type: ignore[arg-type]
+    server: StratumServer
+    jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=PAYOUT,
+                      extranonce_size=4 + config.extranonce2_size, pool_tag=b"/test/",
+                      on_job=lambda job: server.broadcast(job))
+    server = StratumServer(config=config, algorithm=ALGORITHMS["sha256d"], jobs=jobs,
+                           sink=sink, submitter=daemon, check_address=check_address,
+                           limits=limits)
+    task = asyncio.create_task(jobs.run())
+    await asyncio.wait_for(jobs.first_job.wait(), 5)
+    await server.start()
+    return Pool(daemon, sink, server, jobs, server.bound_ports()[0]), task
+
+
+@pytest.fixture
+async def pool():
+    started, task = await start_pool()
+    yield started
+    task.cancel()
+    await started.server.close()
+
+
+async def ready_client(port: int, password: str = "x", worker: str = GOOD + ".rig1"):
+    client = await RawClient.connect(port)
+    sub = await client.call("mining.subscribe", ["test/1"])
+    auth = await client.call("mining.authorize", [worker, password])
+    assert auth["result"] is True, auth
+    diff = await client.wait_notification("mining.set_difficulty")
+    notify = await client.wait_notification("mining.notify")
+    return client, sub["result"], diff["params"][0], notify["params"]
+
+
+def build_header(notify: list, extranonce1: str, extranonce2: str, ntime: str,
+                 nonce: int) -> tuple[bytes, bytes]:
+    """Independent of the server's code: hashlib and struct only."""
+    def dsha(b: bytes) -> bytes:
+        return hashlib.sha256(hashlib.sha256(b).digest()).digest()
+
+    _, prevhash, coinb1, coinb2, branch, version, nbits, _, _ = notify
+    coinbase = bytes.fromhex(coinb1 + extranonce1 + extranonce2 + coinb2)
+    root = dsha(coinbase)
+    for step in branch:
+        root = dsha(root + bytes.fromhex(step))
+    prev = b"".join(bytes.fromhex(prevhash)[i:i + 4][::-1] for i in range(0, 32, 4))
+    header = (struct.pack("<I", int(version, 16)) + prev + root
+              + struct.pack("<III", int(ntime, 16), int(nbits, 16), nonce))
+    return header, coinbase
+
+
+def solve(notify: list, extranonce1: str, extranonce2: str, difficulty: float,
+          *, want_valid: bool = True) -> tuple[str, int]:
+    target = int(0xFFFF * 2**208 / difficulty)
+    ntime = notify[7]
+    for nonce in range(10_000_000):
+        header, _ = build_header(notify, extranonce1, extranonce2, ntime, nonce)
+        value = int.from_bytes(hashlib.sha256(hashlib.sha256(header).digest()).digest(),
+                               "little")
+        if (value <= target) == want_valid:
+            return ntime, nonce
+    raise AssertionError("no nonce found")
+
+
+async def submit(client: RawClient, notify: list, en2: str, ntime: str, nonce: int,
+                 worker: str = GOOD + ".rig1", extra: list | None = None) -> dict:
+    return await client.call("mining.submit",
+                             [worker, notify[0], en2, ntime, f"{nonce:08x}", *(extra or [])])
+
+
+async def test_subscribe_gives_unique_extranonce1_and_sizes(pool: Pool):
+    seen = set()
+    for _ in range(5):
+        client = await RawClient.connect(pool.port)
+        reply = await client.call("mining.subscribe", [])
+        subscriptions, extranonce1, en2_size = reply["result"]
+        assert [s[0] for s in subscriptions] == ["mining.set_difficulty", "mining.notify"]
+        assert len(bytes.fromhex(extranonce1)) == 4 and en2_size == 4
+        seen.add(extranonce1)
+        await client.close()
+    assert len(seen) == 5
+
+
+async def test_authorize_sends_difficulty_then_clean_job(pool: Pool):
+    client, _, difficulty, notify = await ready_client(pool.port)
+    assert difficulty == pytest.approx(1e-6)
+    assert notify[8] is True and len(notify) == 9
+    assert notify[6] == pool.daemon.bits
+    await client.close()
+
+
+async def test_valid_share_is_accepted_and_block_submitted_with_right_merkle_root(pool: Pool):
+    client, (_, en1, _), difficulty, notify = await ready_client(pool.port)
+    en2 = "00000001"
+    ntime, nonce = solve(notify, en1, en2, difficulty)
+    reply = await submit(client, notify, en2, ntime, nonce)
+    assert reply["result"] is True and reply["error"] is None
+    assert pool.sink.accepted == 1
+    share = pool.sink.recent[-1]
+    assert (share.address, share.worker, share.difficulty) == (GOOD, "rig1", difficulty)
+    # With regtest bits every share this easy is a block too.
+    for _ in range(50):
+        if pool.daemon.submitted:
+            break
+        await asyncio.sleep(0.02)
+    block, hash_hex = pool.daemon.submitted[0]
+    header, coinbase = build_header(notify, en1, en2, ntime, nonce)
+    assert block[:80] == header
+    assert hashlib.sha256(hashlib.sha256(header).digest()).digest()[::-1].hex() == hash_hex
+    coinbase_txid = hashlib.sha256(hashlib.sha256(coinbase).digest()).digest()
+    assert block[36:68] == pool.daemon.expected_merkle_root(coinbase_txid)
+    # 4 transactions: coinbase + 3; the coinbase carries the witness reserved value.
+    assert block[80] == 4
+    assert block[81 + 4:81 + 6] == b"\x00\x01"
+    # every template transaction follows, in template order
+    tail = block[81:]
+    positions = [tail.find(bytes.fromhex(tx["data"])) for tx in pool.daemon.txs]
+    assert positions == sorted(positions) and positions[0] > 0
+    assert pool.sink.blocks and pool.sink.blocks[0].accepted
+    await client.close()
+
+
+async def test_share_not_meeting_network_target_is_not_a_block():
+    started, task = await start_pool(bits="1d00ffff")
+    try:
+        client, (_, en1, _), difficulty, notify = await ready_client(started.port)
+        ntime, nonce = solve(notify, en1, "000000aa", difficulty)
+        assert (await submit(client, notify, "000000aa", ntime, nonce))["result"] is True
+        await asyncio.sleep(0.1)
+        assert started.daemon.submitted == [] and started.sink.accepted == 1
+        await client.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("bad_extranonce2_size", 20),
+        ("ntime_too_old", 20),
+        ("ntime_too_new", 20),
+        ("nonce_not_hex", 20),
+        ("nonce_wrong_size", 20),
+        ("version_bits_without_rolling", 20),
+        ("wrong_param_count", 20),
+        ("unknown_job", 21),
+        ("unauthorized_worker", 24),
+    ],
+)
+async def test_malformed_submit_is_rejected_with_its_code(pool: Pool, case: str, code: int):
+    client, (_, en1, _), _, notify = await ready_client(pool.port)
+    job_id, ntime = notify[0], notify[7]
+    params = {
+        "bad_extranonce2_size": [GOOD + ".rig1", job_id, "0001", ntime, "00000000"],
+        "ntime_too_old": [GOOD + ".rig1", job_id, "00000000",
+                          f"{int(ntime, 16) - 3600:08x}", "00000000"],
+        "ntime_too_new": [GOOD + ".rig1", job_id, "00000000",
+                          f"{int(ntime, 16) + 3 * 3600:08x}", "00000000"],
+        "nonce_not_hex": [GOOD + ".rig1", job_id, "00000000", ntime, "zzzzzzzz"],
+        "nonce_wrong_size": [GOOD + ".rig1", job_id, "00000000", ntime, "000000000"],
+        "version_bits_without_rolling": [GOOD + ".rig1", job_id, "00000000", ntime,
+                                         "00000000", "00002000"],
+        "wrong_param_count": [GOOD + ".rig1", job_id],
+        "unknown_job": [GOOD + ".rig1", "nosuchjob", "00000000", ntime, "00000000"],
+        "unauthorized_worker": [GOOD + ".other", job_id, "00000000", ntime, "00000000"],
+    }[case]
+    reply = await client.call("mining.submit", params)
+    assert reply["result"] is None
+    assert reply["error"][0] == code, reply
+    assert pool.sink.rejects_by_code[code] == 1
+    await client.close()
+
+
+async def test_submit_before_subscribe_is_code_25(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    reply = await client.call("mining.submit", [GOOD, "1", "00000000", "00000000", "00000000"])
+    assert reply["error"][0] == 25
+    await client.close()
+
+
+async def test_duplicate_share_is_code_22(pool: Pool):
+    client, (_, en1, _), difficulty, notify = await ready_client(pool.port)
+    ntime, nonce = solve(notify, en1, "00000002", difficulty)
+    assert (await submit(client, notify, "00000002", ntime, nonce))["result"] is True
+    again = await submit(client, notify, "00000002", ntime, nonce)
+    assert again["error"][0] == 22
+    await client.close()
+
+
+async def test_low_difficulty_share_is_code_23():
+    started, task = await start_pool(bits="1d00ffff")
+    try:
+        client, (_, en1, _), _, notify = await ready_client(started.port, password="d=1000")
+        # A nonce that misses the share target (1000) - independently checked in solve().
+        ntime, nonce = solve(notify, en1, "00000003", 1000, want_valid=False)
+        reply = await submit(client, notify, "00000003", ntime, nonce)
+        assert reply["error"][0] == 23
+        assert started.sink.rejects_by_code[23] == 1
+        await client.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_stale_share_after_new_block_is_code_21_and_clean_job_follows(pool: Pool):
+    client, (_, en1, _), difficulty, notify = await ready_client(pool.port)
+    ntime, nonce = solve(notify, en1, "00000004", difficulty)
+    pool.daemon.new_block()
+    fresh = await client.wait_notification("mining.notify")
+    assert fresh["params"][8] is True and fresh["params"][0] != notify[0]
+    assert fresh["params"][1] != notify[1]
+    reply = await submit(client, notify, "00000004", ntime, nonce)
+    assert reply["error"][0] == 21
+    await client.close()
+
+
+async def test_version_rolling_accepts_bits_inside_mask_only(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    conf = await client.call("mining.configure",
+                             [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+    assert conf["result"] == {"version-rolling": True, "version-rolling.mask": "1fffe000"}
+    await client.call("mining.subscribe", [])
+    await client.call("mining.authorize", [GOOD, "x"])
+    notify = (await client.wait_notification("mining.notify"))["params"]
+    outside = await submit(client, notify, "00000005", notify[7], 1, worker=GOOD,
+                           extra=["00000001"])
+    assert outside["error"][0] == 20 and "mask" in outside["error"][1]
+    await client.close()
+
+
+async def test_bad_address_is_refused_and_disconnected(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    await client.call("mining.subscribe", [])
+    reply = await client.call("mining.authorize", ["badaddress.rig", "x"])
+    assert reply["error"][0] == 24 and "badaddress" in reply["error"][1]
+    assert await client.closed()
+
+
+async def test_fixed_difficulty_from_password(pool: Pool):
+    client, _, difficulty, _ = await ready_client(pool.port, password="x,d=0.5")
+    assert difficulty == 0.5
+    await client.close()
+
+
+async def test_garbage_gets_errors_and_connection_keeps_serving(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    for line in [b"not json\n", b"[1,2,3]\n", b'{"id":1}\n', b'{"id":2,"method":"x.y"}\n',
+                 b'{"id":3,"method":"mining.subscribe","params":{}}\n']:
+        await client.send_line(line)
+        reply = await client.read()
+        assert reply["result"] is None and reply["error"][0] == 20
+    reply = await client.call("mining.subscribe", [])
+    assert reply["error"] is None
+    await client.close()
+
+
+async def test_overlong_line_closes_connection(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    await client.send_line(b"x" * (SessionLimits().max_line + 10))
+    reply = await client.read()
+    assert "too long" in reply["error"][1]
+    assert await client.closed()
+
+
+async def test_invalid_share_flood_bans_ip():
+    started, task = await start_pool(ban_min_shares=10, ban_seconds=60)
+    try:
+        client, _, _, notify = await ready_client(started.port)
+        for i in range(10):
+            await client.call("mining.submit", [GOOD + ".rig1", "nosuchjob", f"{i:08x}",
+                                                notify[7], "00000000"])
+        assert await client.closed()
+        again = await RawClient.connect(started.port)
+        assert await again.closed()
+        assert started.server.guard.is_banned("127.0.0.1")
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_idle_unsubscribed_connection_is_swept():
+    started, task = await start_pool(subscribe_timeout=0.1)
+    try:
+        client = await RawClient.connect(started.port)
+        await asyncio.sleep(0.2)
+        started.server.sweep(time.monotonic())
+        assert await client.closed()
+        assert started.server.sessions == {}
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_connection_cap():
+    started, task = await start_pool(max_connections=2)
+    try:
+        first = await RawClient.connect(started.port)
+        second = await RawClient.connect(started.port)
+        await first.call("mining.subscribe", [])
+        await second.call("mining.subscribe", [])
+        third = await RawClient.connect(started.port)
+        assert await third.closed()
+        assert (await first.call("mining.subscribe", []))["error"] is None
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_flood_is_throttled_not_fatal():
+    limits = replace(SessionLimits(), messages_per_second=200, message_burst=20)
+    started, task = await start_pool(limits=limits)
+    try:
+        client = await RawClient.connect(started.port)
+        lines = b"".join(json.dumps({"id": i, "method": "mining.ping", "params": []}).encode()
+                         + b"\n" for i in range(100))
+        began = time.monotonic()
+        await client.send_line(lines)
+        replies = [await client.read() for _ in range(100)]
+        elapsed = time.monotonic() - began
+        assert [r["id"] for r in replies] == list(range(100))
+        # 80 messages beyond the burst at 200/s take about 0.4 s.
+        assert elapsed >= 0.3
+    finally:
+        task.cancel()
+        await started.server.close()
