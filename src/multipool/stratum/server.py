@@ -212,10 +212,6 @@ class StratumServer:
             self._finish(session, msg_id, worker, job, extranonce, header,
                          self.algorithm.pow_hash(header), now)
             return
-        if session.pending_checks >= session.limits.max_pending_checks:
-            self._reject(session, msg_id, StratumError(p.OTHER, "too many shares in flight"),
-                         params, now)
-            return
         session.pending_checks += 1
         future = asyncio.get_running_loop().run_in_executor(
             self.executor, self.algorithm.pow_hash, header)
@@ -225,6 +221,7 @@ class StratumServer:
             if fut.cancelled() or session.closing:
                 return
             self._finish(session, msg_id, worker, job, extranonce, header, fut.result(), now)
+            session.resume()
 
         future.add_done_callback(done)
 

@@ -52,8 +52,9 @@ class SessionLimits:
     max_bad_messages: int = 50
     # Distinct worker names one connection may authorize.
     max_workers: int = 64
-    # Scrypt checks of one connection waiting for the thread pool.
-    max_pending_checks: int = 32
+    # Scrypt checks of one connection waiting for the thread pool; beyond this the
+    # connection is not read until checks finish (backpressure, nothing rejected).
+    max_pending_checks: int = 64
     # Jobs whose sending difficulty a session remembers (more than the manager keeps).
     job_memory: int = 32
 
@@ -134,6 +135,10 @@ class StratumSession(asyncio.Protocol):
                 self._send_error(None, StratumError(p.OTHER, "line too long"))
                 self.close("sent a line longer than the limit")
                 return
+            if self.pending_checks >= self.limits.max_pending_checks:
+                # Backpressure: read no more until the thread pool catches up.
+                self._pause()
+                return
             if not self._take_token():
                 return
             line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
@@ -148,14 +153,19 @@ class StratumSession(asyncio.Protocol):
         if self.tokens >= 1:
             self.tokens -= 1
             return True
+        if not self.paused:
+            self._pause()
+            asyncio.get_running_loop().call_later((1 - self.tokens) / rate, self.resume)
+        return False
+
+    def _pause(self) -> None:
         if not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-            asyncio.get_running_loop().call_later((1 - self.tokens) / rate, self._resume)
-        return False
 
-    def _resume(self) -> None:
-        if self.closing or self.transport is None:
+    def resume(self) -> None:
+        """Read again after a pause for the rate limit or for pending share checks."""
+        if self.closing or self.transport is None or not self.paused:
             return
         self.paused = False
         self.transport.resume_reading()
