@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from tests.support.fake_daemon import FakeTemplateDaemon  # noqa: E402
 
 from multipool.chain.pow import ALGORITHMS  # noqa: E402
 from multipool.config import PortConfig, StratumSection  # noqa: E402
@@ -24,7 +25,6 @@ from multipool.stratum.jobs import JobManager  # noqa: E402
 from multipool.stratum.server import StratumServer  # noqa: E402
 from multipool.stratum.session import SessionLimits  # noqa: E402
 from multipool.stratum.sink import MemoryShareSink  # noqa: E402
-from tests.support.fake_daemon import FakeTemplateDaemon  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates)
+APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -56,27 +56,30 @@ def random_line(rng: random.Random) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-async def attacker(port: int, seed: int, lines: int) -> int:
+async def attacker(port: int, seed: int, lines: int) -> tuple[int, int]:
+    """Send ``lines`` random lines, reconnecting whenever the server cuts us off (which
+    it should, for oversized lines and for too much garbage). Return (sent, cut off)."""
     rng = random.Random(seed)
-    sent = 0
-    try:
-        client = await RawClient.connect(port)
-        for _ in range(lines):
+    sent = cut = 0
+    client = await RawClient.connect(port)
+    while sent < lines:
+        try:
             if rng.random() < 0.002:
-                await client.send_line(b"A" * 20_000 + b"\n")  # oversized: gets us cut off
+                await client.send_line(b"A" * 20_000 + b"\n")  # oversized
             else:
                 await client.send_line(random_line(rng))
             sent += 1
-            if sent % 50 == 0:
-                # Drain replies now and then so we are not cut off as a non-reader.
-                try:
-                    await asyncio.wait_for(client.reader.read(1 << 20), 0.01)
-                except TimeoutError:
-                    pass
-        await client.close()
-    except ConnectionError:
-        pass  # being disconnected for bad behaviour is a correct outcome
-    return sent
+            if sent % 25 == 0:
+                # Read replies now and then: a client that never reads is cut off too.
+                data = await asyncio.wait_for(client.reader.read(1 << 20), 1)
+                if not data:
+                    raise ConnectionResetError
+        except (ConnectionError, TimeoutError):
+            cut += 1
+            await client.close()
+            client = await RawClient.connect(port)
+    await client.close()
+    return sent, cut
 
 
 async def test_fuzz_while_honest_miner_keeps_mining():
@@ -94,8 +97,9 @@ async def test_fuzz_while_honest_miner_keeps_mining():
             reply = await submit(miner, notify, f"{i:08x}", ntime, nonce)
             accepted += reply["result"] is True
             await asyncio.sleep(0.01)
-        sent = sum(await asyncio.gather(*attack))
-        assert sent >= 8 * 100
+        results = await asyncio.gather(*attack)
+        assert sum(sent for sent, _ in results) == 8 * 600
+        assert sum(cut for _, cut in results) > 0  # the server did cut some off
         assert accepted == 40
         assert (await miner.call("mining.ping", []))["result"] == "pong"
         await miner.close()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import struct
+import subprocess
 import time
 from dataclasses import dataclass, replace
 
@@ -44,13 +46,15 @@ class Pool:
 
 
 async def start_pool(*, bits: str = "207fffff", difficulty: float = 1e-6,
-                     limits: SessionLimits | None = None, **stratum: object):
+                     limits: SessionLimits | None = None, tls: tuple[str, str] | None = None,
+                     **stratum: object):
     daemon = FakeTemplateDaemon(bits=bits)
     sink = MemoryShareSink()
     config = StratumSection(
         host="127.0.0.1",
         ports=(PortConfig(port=0, difficulty=difficulty, vardiff=False,
-                          min_difficulty=1e-9, max_difficulty=1e12),),
+                          min_difficulty=1e-9, max_difficulty=1e12, tls=tls is not None,
+                          tls_cert=tls[0] if tls else None, tls_key=tls[1] if tls else None),),
         **stratum)  # type: ignore[arg-type]
     server: StratumServer
     jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=PAYOUT,
@@ -200,7 +204,7 @@ async def test_share_not_meeting_network_target_is_not_a_block():
     ],
 )
 async def test_malformed_submit_is_rejected_with_its_code(pool: Pool, case: str, code: int):
-    client, (_, en1, _), _, notify = await ready_client(pool.port)
+    client, _, _, notify = await ready_client(pool.port)
     job_id, ntime = notify[0], notify[7]
     params = {
         "bad_extranonce2_size": [GOOD + ".rig1", job_id, "0001", ntime, "00000000"],
@@ -372,6 +376,31 @@ async def test_flood_is_throttled_not_fatal():
         assert [r["id"] for r in replies] == list(range(100))
         # 80 messages beyond the burst at 200/s take about 0.4 s.
         assert elapsed >= 0.3
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_tls_port_serves_stratum(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    started, task = await start_pool(tls=(str(cert), str(key)))
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        reader, writer = await asyncio.open_connection("127.0.0.1", started.port,
+                                                       ssl=context)
+        client = RawClient(reader, writer)
+        reply = await client.call("mining.subscribe", [])
+        assert reply["error"] is None and len(reply["result"][1]) == 8
+        # A plain-text client on the TLS port gets no stratum answer.
+        plain = await RawClient.connect(started.port)
+        await plain.send_line(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
+        assert await plain.closed()
+        await client.close()
     finally:
         task.cancel()
         await started.server.close()

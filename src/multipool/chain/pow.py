@@ -7,9 +7,11 @@ integer compared against a target.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 # Difficulty 1 for sha256d is the target encoded by nBits 0x1d00ffff ("pool difficulty 1").
 SHA256D_DIFF1_TARGET = 0x00000000FFFF0000000000000000000000000000000000000000000000000000
@@ -62,18 +64,17 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def difficulty_to_target(difficulty: float, diff1_target: int) -> int:
-    """Given a difficulty (> 0) and the algorithm's difficulty-1 target, return the target.
+    """Given a difficulty (> 0) and the algorithm's difficulty-1 target, return the target,
+    exact for any float (computed from the float's exact fraction, then floored).
 
-    Exact for integer difficulties; fractional ones are scaled by 2^32 first so small
-    share difficulties (0.001) keep their precision.
+    Cached: sessions ask again for the same few difficulties on every share.
     """
-    if not difficulty > 0:
-        raise ValueError(f"difficulty must be positive, got {difficulty!r}")
-    scaled = round(difficulty * (1 << 32))
-    if scaled <= 0:
-        return MAX_TARGET
-    return min(MAX_TARGET, (diff1_target << 32) // scaled)
+    if not difficulty > 0 or difficulty == float("inf"):
+        raise ValueError(f"difficulty must be positive and finite, got {difficulty!r}")
+    exact = Fraction(difficulty)
+    return min(MAX_TARGET, diff1_target * exact.denominator // exact.numerator)
 
 
 def target_to_difficulty(target: int, diff1_target: int) -> float:
@@ -84,15 +85,19 @@ def target_to_difficulty(target: int, diff1_target: int) -> float:
 
 
 def bits_to_target(bits: int) -> int:
-    """Given a compact nBits value, return the target it encodes.
+    """Given a compact nBits value, return the target it encodes, as Bitcoin Core's
+    SetCompact does: a zero mantissa is target 0; a negative or overflowing one is refused.
 
     >>> hex(bits_to_target(0x1D00FFFF))
     '0xffff0000000000000000000000000000000000000000000000000000'
     """
     exponent = bits >> 24
     mantissa = bits & 0x007FFFFF
-    if bits & 0x00800000:
+    if mantissa and bits & 0x00800000:
         raise ValueError(f"negative compact target {bits:#010x}")
+    if mantissa and (exponent > 34 or (mantissa > 0xFF and exponent > 33)
+                     or (mantissa > 0xFFFF and exponent > 32)):
+        raise ValueError(f"compact target {bits:#010x} overflows 256 bits")
     if exponent <= 3:
         return mantissa >> (8 * (3 - exponent))
     return mantissa << (8 * (exponent - 3))

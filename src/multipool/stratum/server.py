@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from multipool.chain.pow import Algorithm, hash_to_int, sha256d
+from multipool.chain.pow import SHA256D_DIFF1_TARGET, Algorithm, hash_to_int, sha256d
 from multipool.chain.serialize import le_to_hex
 from multipool.config import PortConfig, StratumSection
 from multipool.stratum import protocol as p
@@ -60,7 +60,6 @@ class StratumServer:
         sink: ShareSink,
         submitter: BlockSubmitterAPI,
         check_address: Callable[[str], object],
-        network_difficulty: Callable[[Job], float] | None = None,
         limits: SessionLimits | None = None,
         executor: Executor | None = None,
         node_id: int = 0,
@@ -89,7 +88,6 @@ class StratumServer:
         # one database), the rest counts sessions; wrap-around reuses only long-gone ids.
         self._node_prefix = (node_id & 0xFF) << 24
         self._extranonce_counter = int.from_bytes(os.urandom(3), "big")
-        self._network_difficulty = network_difficulty
         self._block_tasks: set[asyncio.Task[None]] = set()
         self.blocks_found = 0
         self.listening = asyncio.Event()
@@ -258,7 +256,9 @@ class StratumServer:
         hash_value = hash_to_int(pow_hash)
         required = session.required_difficulty(job.job_id)
         share_difficulty = self.algorithm.diff1_target / max(hash_value, 1)
-        if hash_value > self.algorithm.difficulty_to_target(required):
+        is_block = hash_value <= job.template.target
+        # A hash that solves the block is never refused, whatever the share target.
+        if not is_block and hash_value > self.algorithm.difficulty_to_target(required):
             self._reject(session, msg_id,
                          StratumError(p.LOW_DIFFICULTY, "low difficulty share"),
                          None, now, worker=worker, job=job, share_difficulty=share_difficulty)
@@ -269,7 +269,7 @@ class StratumServer:
             time=time.time(), address=worker.address, worker=worker.worker, ip=session.ip,
             job_id=job.job_id, height=job.template.height, difficulty=required,
             share_difficulty=share_difficulty, accepted=True))
-        if hash_value <= job.template.target:
+        if is_block:
             self._block_found(job, header, extranonce, worker)
         session.share_result(True, now)
 
@@ -317,8 +317,9 @@ class StratumServer:
         else:
             self.logger.error("block %d %s rejected by the daemon: %s",
                               job.template.height, hash_hex, result)
-        difficulty = (self._network_difficulty(job) if self._network_difficulty
-                      else self.algorithm.target_to_difficulty(job.template.target))
+        # Network difficulty in the daemons' own unit (sha256d difficulty 1 for every
+        # algorithm), so it matches what getmininginfo and explorers show.
+        difficulty = SHA256D_DIFF1_TARGET / job.template.target
         self.sink.record_block(BlockRecord(
             time=time.time(), height=job.template.height, hash_hex=hash_hex,
             address=worker.address, worker=worker.worker,
