@@ -9,6 +9,7 @@ from typing import Any
 from multipool.chain.address import address_to_script
 from multipool.chain.pow import ALGORITHMS
 from multipool.chain.rpc import DaemonClient, DaemonError
+from multipool.chain.zmq_notify import HashblockListener
 from multipool.config import CoinConfig
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.server import BlockSubmitterAPI, StratumServer
@@ -91,6 +92,12 @@ class PoolEngine:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.jobs.run())
+                if self.config.daemon.zmq_hashblock:
+                    listener = HashblockListener(
+                        self.config.daemon.zmq_hashblock,
+                        lambda _hash: self.jobs.new_block_signal(),
+                        self.logger.getChild("zmq"))
+                    group.create_task(listener.run())
                 await self.jobs.first_job.wait()
                 await self.server.start()
                 group.create_task(self.server.serve())

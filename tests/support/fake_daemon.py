@@ -61,11 +61,14 @@ class FakeTemplateDaemon:
     async def getbestblockhash(self) -> str:
         return self.prev
 
-    def new_block(self) -> None:
-        """Move the tip on: the current jobs become stale."""
+    def new_block(self, *, wake_longpoll: bool = True) -> None:
+        """Move the tip on: the current jobs become stale. With ``wake_longpoll`` False
+        the long polls keep waiting, as with a daemon whose long poll is broken, so only
+        another signal (ZMQ, polling) can notice the block."""
         self.prev = fake_txid()
         self.height += 1
-        self._tip_changed.set()
+        if wake_longpoll:
+            self._tip_changed.set()
 
     async def submit_block(self, block: bytes, hash_hex: str) -> str | None:
         self.submitted.append((block, hash_hex))
