@@ -1,0 +1,46 @@
+"""The command line: refusals and messages people see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from multipool.cli.main import app
+from tests.unit.test_config import VALID
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("multipool ")
+
+
+def test_pool_serve_refuses_root_without_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID)
+    result = runner.invoke(app, ["pool", "serve", "--coin", str(coin)])
+    assert result.exit_code == 2
+    assert "refusing to run as root" in result.output
+    assert "--allow-root" in result.output
+
+
+def test_pool_serve_reports_bad_config_with_file_and_key(monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID.replace('algorithm = "scrypt"', 'algorithm = "x11"'))
+    result = runner.invoke(app, ["pool", "serve", "--coin", str(coin)])
+    assert result.exit_code == 2
+    assert f"error: {coin}: coin.algorithm: must be one of sha256d, scrypt; got 'x11'" \
+        in result.output
+
+
+def test_pool_serve_missing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    result = runner.invoke(app, ["pool", "serve", "--coin", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "nope.toml: cannot read: No such file or directory" in result.output
