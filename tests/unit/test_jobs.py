@@ -127,3 +127,32 @@ async def test_daemon_errors_are_retried_until_a_template_comes():
     jm.RETRY_DELAYS = (0.01,)
     async with running(jm):
         assert len(jobs) == 1 and daemon.failures == 0
+
+
+async def test_template_for_an_older_tip_is_never_published():
+    daemon, jobs = FakeTemplateDaemon(), []
+    jm = manager(daemon, jobs, refresh_interval=60)
+    async with running(jm):
+        old = daemon.template()
+        daemon.new_block()
+        await wait_until(lambda: len(jobs) == 2)
+        newest = jobs[-1]
+
+        # An answer for the previous tip arrives late (a request that raced the block).
+        async def late(rules, longpollid=None):
+            return old
+
+        daemon.getblocktemplate = late  # type: ignore[method-assign]
+        assert await jm.update() is False
+        assert jm.current is newest and len(jobs) == 2
+
+
+async def test_reorg_to_lower_height_is_followed_when_daemon_confirms():
+    daemon, jobs = FakeTemplateDaemon(), []
+    jm = manager(daemon, jobs, refresh_interval=60)
+    async with running(jm):
+        first = jobs[-1]
+        daemon.prev = "ab" * 32  # invalidateblock: the tip moves to a different, lower block
+        daemon.height -= 1
+        assert await jm.update() is True
+        assert jobs[-1].clean and jobs[-1].template.height == first.template.height - 1

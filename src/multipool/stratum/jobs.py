@@ -107,8 +107,22 @@ class JobManager:
         when it moves the tip or brings new work. Return True if a job was published."""
         raw = await self.daemon.getblocktemplate(self.rules, longpollid=longpoll)
         template = parse_template(raw)
+        if self._maybe_outdated(template):
+            # Two requests raced (a refresh started before a block, a long poll after)
+            # or the chain reorganised: only the daemon's best block can tell which.
+            best = await self.daemon.getbestblockhash()
+            if best != template.prev_hash_hex:
+                self.logger.debug("dropping a template on %s: not the best block",
+                                  template.prev_hash_hex[:16])
+                return False
         async with self._lock:
             return self._publish(template, force_clean=force_clean)
+
+    def _maybe_outdated(self, template: BlockTemplate) -> bool:
+        current = self.current
+        return (current is not None
+                and template.prev_hash_le != current.template.prev_hash_le
+                and template.height <= current.template.height)
 
     def _publish(self, template: BlockTemplate, *, force_clean: bool) -> bool:
         current = self.current
