@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -205,3 +209,51 @@ async def test_engine_survives_daemon_restart(net: RegtestNetwork):
         await wait_for_height(net, restarted_at + 2, timeout=120)
         assert miner.accepted > 0
     await wait_synced(net)
+
+
+def test_pool_serve_command_starts_and_stops_cleanly_on_sigterm(net: RegtestNetwork,
+                                                                tmp_path: Path):
+    address, _ = pool_address(net)
+    port = free_port()
+    node = net.nodes[0]
+    coin = tmp_path / "ltc.toml"
+    coin.write_text(f"""
+[coin]
+name = "litecoin"
+prefix = "ltc"
+symbol = "LTC"
+algorithm = "scrypt"
+network = "regtest"
+
+[daemon]
+rpc_url = "{node.rpc_url}"
+rpc_user = "{node.rpc_user}"
+rpc_password = "{node.rpc_password}"
+
+[stratum]
+host = "127.0.0.1"
+ports = [ {{ port = {port}, difficulty = 0.001 }} ]
+
+[pool]
+address = "{address}"
+""")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multipool.cli", "pool", "serve", "--coin", str(coin),
+         "--allow-root"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "stratum port never opened"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stratum listening on 127.0.0.1:" in stderr
+    assert "pool engine stopped" in stderr

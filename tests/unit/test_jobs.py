@@ -119,7 +119,7 @@ async def test_daemon_errors_are_retried_until_a_template_comes():
             if self.failures:
                 self.failures -= 1
                 from multipool.chain.rpc import DaemonError
-                raise DaemonError(-9, "Litecoin is not connected!")
+                raise DaemonError("Litecoin is not connected!", code=-9)
             return await super().getblocktemplate(rules, longpollid)
 
     daemon, jobs = Flaky(), []

@@ -24,6 +24,7 @@ from multipool.chain.serialize import le_to_hex
 from multipool.config import PortConfig, StratumSection
 from multipool.stratum import protocol as p
 from multipool.stratum.bans import IpGuard
+from multipool.stratum.hashing import HashBatcher
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.protocol import StratumError
 from multipool.stratum.session import (
@@ -80,8 +81,10 @@ class StratumServer:
                              invalid_percent=config.ban_invalid_percent,
                              min_shares=config.ban_min_shares)
         self._own_executor = executor is None
+        workers = os.cpu_count() or 2
         self.executor = executor or ThreadPoolExecutor(
-            max_workers=os.cpu_count() or 2, thread_name_prefix="share-check")
+            max_workers=workers, thread_name_prefix="share-check")
+        self.hasher = HashBatcher(algorithm.pow_hash, self.executor, workers)
         self._servers: list[asyncio.Server] = []
         self._next_session = 0
         # Extranonce1 is 4 bytes: the top byte names the node (for several engines on
@@ -211,17 +214,15 @@ class StratumServer:
                          self.algorithm.pow_hash(header), now)
             return
         session.pending_checks += 1
-        future = asyncio.get_running_loop().run_in_executor(
-            self.executor, self.algorithm.pow_hash, header)
 
-        def done(fut: asyncio.Future[bytes]) -> None:
+        def done(pow_hash: bytes | None) -> None:
             session.pending_checks -= 1
-            if fut.cancelled() or session.closing:
+            if pow_hash is None or session.closing:
                 return
-            self._finish(session, msg_id, worker, job, extranonce, header, fut.result(), now)
+            self._finish(session, msg_id, worker, job, extranonce, header, pow_hash, now)
             session.resume()
 
-        future.add_done_callback(done)
+        self.hasher.submit(header, done)
 
     def _precheck(self, session: StratumSession, params: list[Any]
                   ) -> tuple[Worker, Job, bytes, int, int, int]:

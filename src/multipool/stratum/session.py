@@ -85,6 +85,8 @@ class StratumSession(asyncio.Protocol):
         self.closing = False
         self.bad_messages = 0
         self.pending_checks = 0
+        # Output collected while a read is processed, written once at its end.
+        self._batch: list[bytes] | None = None
 
         self.subscribed = False
         self.extranonce1 = b""
@@ -124,26 +126,32 @@ class StratumSession(asyncio.Protocol):
         self._process_buffer()
 
     def _process_buffer(self) -> None:
-        while not self.closing:
-            newline = self.buffer.find(b"\n")
-            if newline < 0:
-                if len(self.buffer) > self.limits.max_line:
+        """Handle every complete line in the buffer (until a limit says stop), sending
+        the replies of one pass in a single write."""
+        buffer, start, max_line = self.buffer, 0, self.limits.max_line
+        self._batch = []
+        try:
+            while not self.closing:
+                newline = buffer.find(b"\n", start)
+                if (newline if newline >= 0 else len(buffer)) - start > max_line:
                     self._send_error(None, StratumError(p.OTHER, "line too long"))
                     self.close("sent a line longer than the limit")
-                return
-            if newline > self.limits.max_line:
-                self._send_error(None, StratumError(p.OTHER, "line too long"))
-                self.close("sent a line longer than the limit")
-                return
-            if self.pending_checks >= self.limits.max_pending_checks:
-                # Backpressure: read no more until the thread pool catches up.
-                self._pause()
-                return
-            if not self._take_token():
-                return
-            line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
-            if line.strip():
-                self.handle_line(line)
+                    return
+                if newline < 0:
+                    return
+                if self.pending_checks >= self.limits.max_pending_checks:
+                    # Backpressure: read no more until the thread pool catches up.
+                    self._pause()
+                    return
+                if not self._take_token():
+                    return
+                line = buffer[start:newline]
+                start = newline + 1
+                if line.strip():
+                    self.handle_line(line)
+        finally:
+            self.buffer = buffer[start:] if start else buffer
+            self._flush()
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -176,14 +184,26 @@ class StratumSession(asyncio.Protocol):
     def send_raw(self, line: bytes) -> None:
         if self.closing or self.transport is None:
             return
+        if self._batch is not None:
+            self._batch.append(line)
+            return
         self.transport.write(line)
         if self.transport.get_write_buffer_size() > self.limits.max_send_buffer:
             self.close("does not read what it is sent")
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch:
+            self.send_raw(b"".join(batch))
 
     def _send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps(message, separators=(",", ":")).encode() + b"\n")
 
     def _reply(self, msg_id: Any, result: Any) -> None:
+        if result is True and type(msg_id) is int:
+            # The answer to nearly every share: skip the JSON encoder.
+            self.send_raw(b'{"id":%d,"result":true,"error":null}\n' % msg_id)
+            return
         self._send({"id": msg_id, "result": result, "error": None})
 
     def _send_error(self, msg_id: Any, error: StratumError) -> None:
@@ -195,6 +215,7 @@ class StratumSession(asyncio.Protocol):
     def close(self, why: str) -> None:
         if self.closing:
             return
+        self._flush()
         self.closing = True
         self.logger.info("closing connection from %s: %s", self.ip, why)
         if self.transport is not None:
