@@ -15,13 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-from multipool.chain.rpc import DaemonClient
-from multipool.miner import StratumMiner
 
+from multipool.chain.rpc import DaemonClient
 from multipool.config import parse_coin_config
 from multipool.engine import PoolEngine
+from multipool.miner import StratumMiner
 from tests.support.litecoind import RegtestNetwork, free_port
 
 POOL_TAG = "/multipool-test/"
