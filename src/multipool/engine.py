@@ -11,8 +11,9 @@ from multipool.chain.pow import ALGORITHMS
 from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.chain.zmq_notify import HashblockListener
 from multipool.config import CoinConfig
+from multipool.stratum.blocks import BlockSubmitterAPI
 from multipool.stratum.jobs import Job, JobManager
-from multipool.stratum.server import BlockSubmitterAPI, StratumServer
+from multipool.stratum.server import StratumServer
 from multipool.stratum.session import SessionLimits
 from multipool.stratum.sink import MemoryShareSink, ShareSink
 

@@ -3,8 +3,9 @@ the demo.
 
 It is honest but slow: every share it submits really meets the share target, hashed
 with the same :mod:`multipool.chain` helpers the pool uses. Hashing runs in a worker
-thread in batches, so the event loop keeps reading the pool between batches and a new
-job replaces the current one within one batch.
+thread in batches that end early at the first share (as cpuminer's scanhash does), so
+the event loop reads the pool between batches and a new job replaces the current one
+within one batch.
 
 Protocol notes (what the server side must match):
 
@@ -16,6 +17,11 @@ Protocol notes (what the server side must match):
   ``mining.notify``, not to the job being mined (difficulty 1 until told otherwise);
 * a ``clean_jobs`` notify makes shares of every earlier job stale: they are dropped,
   never submitted; any new job, clean or not, is mined at once;
+* after a share that also meets the network target (nbits) the miner waits up to
+  ``BLOCK_WAIT`` seconds for a new job before going on with the old one, so a pool
+  should send the next job (clean) once its block is in; at regtest difficulty almost
+  every share is a block, and without the pause the miner would flood the pool with
+  sibling blocks and then stale shares;
 * ``mining.submit`` is ``[username, job_id, extranonce2, ntime, nonce(, version_bits)]``
   with the job's own ntime (no ntime rolling); version bits hold only bits of the
   granted mask, and are sent on every share once rolling is granted.
@@ -157,39 +163,40 @@ def deposit_bits(counter: int, mask: int) -> int:
     return out
 
 
-def scan_nonces(algorithm: Algorithm, header76: bytes, first_nonce: int, count: int,
-                target: int) -> list[tuple[int, bytes]]:
-    """Given the first 76 header bytes, a nonce range and a target, return the
-    (nonce, pow hash) pairs of the range whose hash does not exceed the target.
+def find_nonce(algorithm: Algorithm, header76: bytes, first_nonce: int, count: int,
+               target: int) -> tuple[int, bytes] | None:
+    """Given the first 76 header bytes, a nonce range and a target, return the first
+    (nonce, pow hash) of the range whose hash does not exceed the target, or None.
 
-    Blocking and CPU-bound: run it in a worker thread. For sha256d the SHA-256 state of
-    the first 64 header bytes is computed once and copied for each nonce.
+    Blocking and CPU-bound: run it in a worker thread. Like cpuminer's scanhash it returns
+    at the first hit, so the caller submits it and looks at the pool before going on. For
+    sha256d the SHA-256 state of the first 64 header bytes is computed once and copied.
 
-    >>> scan_nonces(ALGORITHMS["sha256d"], bytes(76), 0, 4, 0)
-    []
+    >>> find_nonce(ALGORITHMS["sha256d"], bytes(76), 0, 4, 0) is None
+    True
     """
     if len(header76) != 76:
         raise ValueError(f"a header without its nonce is 76 bytes, got {len(header76)}")
     last = min(first_nonce + count, NONCE_SPACE)
-    found: list[tuple[int, bytes]] = []
     if algorithm.name == "sha256d":
         midstate = hashlib.sha256(header76[:64])
         tail = header76[64:]
         sha256 = hashlib.sha256
+        top = target >> 248
         for nonce in range(first_nonce, last):
             inner = midstate.copy()
             inner.update(tail + nonce.to_bytes(4, "little"))
             digest = sha256(inner.digest()).digest()
-            # Cheap pre-check on the top byte before building the big integer.
-            if digest[31] <= target >> 248 and hash_to_int(digest) <= target:
-                found.append((nonce, digest))
-        return found
+            # Cheap test of the top byte before building the big integer.
+            if digest[31] <= top and hash_to_int(digest) <= target:
+                return nonce, digest
+        return None
     pow_hash = algorithm.pow_hash
     for nonce in range(first_nonce, last):
         digest = pow_hash(header76 + nonce.to_bytes(4, "little"))
         if hash_to_int(digest) <= target:
-            found.append((nonce, digest))
-    return found
+            return nonce, digest
+    return None
 
 
 class _WorkerPrefix(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -199,7 +206,11 @@ class _WorkerPrefix(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 class StratumMiner:
-    """A Stratum V1 CPU miner for one username on one connection.
+    """A Stratum V1 CPU miner for one username on one connection (one connect() per
+    instance; make a new miner to reconnect).
+
+    ``max_shares`` stops mining once that many shares were submitted (run() then waits
+    up to DRAIN_TIMEOUT for their results); ``hashrate_limit`` caps hashes per second.
 
     Counters (read them any time): ``hashes``, ``submitted``, ``accepted``,
     ``rejected``, ``reject_reasons`` (stratum error code -> count; ``false`` results
@@ -212,6 +223,8 @@ class StratumMiner:
     BATCH = {"sha256d": 4096, "scrypt": 256}
     # With a hashrate cap, batches last about this long (so the cap is smooth).
     THROTTLE_SLICE = 0.05
+    # Seconds to wait for a new job after a share that is also a block candidate.
+    BLOCK_WAIT = 2.0
     CONNECT_TIMEOUT = 10.0
     # A handshake request unanswered this long means the pool is not a stratum pool.
     REQUEST_TIMEOUT = 30.0
@@ -269,7 +282,6 @@ class StratumMiner:
         self.stopped_at: float | None = None
         self.handshake: Handshake | None = None
 
-        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._next_id = 0
@@ -334,10 +346,10 @@ class StratumMiner:
         cannot be reached. The connection stays open (close() or run() ends it)."""
         if self._writer is not None:
             raise MinerError("already connected")
-        self._reader, self._writer = await asyncio.wait_for(
+        reader, self._writer = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port, limit=self.MAX_LINE),
             self.CONNECT_TIMEOUT)
-        self._reader_task = asyncio.create_task(self._read_loop(self._reader))
+        self._reader_task = asyncio.create_task(self._read_loop(reader))
         self.logger.info("connected to %s:%s", self.host, self.port)
         try:
             granted: int | None = None
@@ -467,6 +479,9 @@ class StratumMiner:
         finally:
             self.stopped_at = time.monotonic()
 
+    def _current(self, job: MinerJob) -> bool:
+        return self._job is job and self._running()
+
     async def _mine_job(self, job: MinerJob) -> None:
         """Mine one job until another replaces it or mining stops: the version mask walk
         is the inner loop, then nonce ranges, then extranonce2."""
@@ -478,22 +493,43 @@ class StratumMiner:
             root = job.merkle_root_le(extranonce2)
             batch = self.batch_size
             for first_nonce in range(0, NONCE_SPACE, batch):
+                end = min(first_nonce + batch, NONCE_SPACE)
                 for index in range(versions):
-                    if self._job is not job or not self._running():
-                        return
                     version = job.version ^ deposit_bits(index, job.version_mask)
                     header76 = build_header(version, job.prev_hash_le, root, job.ntime,
                                             job.bits, 0)[:76]
-                    count = min(batch, NONCE_SPACE - first_nonce)
-                    found = await asyncio.to_thread(scan_nonces, self.algorithm, header76,
-                                                    first_nonce, count, job.share_target)
-                    self.hashes += count
-                    for nonce, digest in found:
-                        if not self._running() or job.seq < self._fresh_from:
+                    nonce = first_nonce
+                    while nonce < end:
+                        if not self._current(job):
+                            return
+                        hit = await asyncio.to_thread(find_nonce, self.algorithm, header76,
+                                                      nonce, end - nonce, job.share_target)
+                        scanned = (hit[0] + 1 if hit else end) - nonce
+                        self.hashes += scanned
+                        await self._throttle(scanned)
+                        if hit is None:
                             break
-                        await self._submit(job, extranonce2, nonce, version, digest)
-                    await self._throttle(count)
+                        nonce = hit[0] + 1
+                        # A clean job or stop() may have come while hashing.
+                        if not self._running() or job.seq < self._fresh_from:
+                            return
+                        if await self._submit(job, extranonce2, hit[0], version, hit[1]):
+                            await self._await_new_job(job)
             self._extranonce2 += 1
+
+    async def _await_new_job(self, job: MinerJob) -> None:
+        """After a block candidate, give the pool BLOCK_WAIT seconds to send the next job:
+        more work on this one could only make sibling blocks, which would be orphaned."""
+        deadline = time.monotonic() + self.BLOCK_WAIT
+        while self._current(job):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.logger.debug("no new job %gs after a block candidate: going on",
+                                  self.BLOCK_WAIT)
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
 
     async def _throttle(self, hashes: int) -> None:
         if self.hashrate_limit is None:
@@ -505,7 +541,9 @@ class StratumMiner:
             await asyncio.sleep(self._throttle_clock - now)
 
     async def _submit(self, job: MinerJob, extranonce2: bytes, nonce: int, version: int,
-                      digest: bytes) -> None:
+                      digest: bytes) -> bool:
+        """Send a share without waiting for the result; return whether it is also a block
+        candidate."""
         params = [self.username, job.job_id, extranonce2.hex(), u32_to_stratum(job.ntime),
                   f"{nonce:08x}"]
         if job.version_mask:
@@ -522,6 +560,7 @@ class StratumMiner:
         if self.max_shares is not None and self.submitted >= self.max_shares:
             self.logger.info("submitted %d shares: stopping", self.submitted)
             self._stop_requested = True
+        return block
 
     def _on_submit_result(self, future: asyncio.Future[Any]) -> None:
         self._submits.discard(future)
@@ -613,8 +652,8 @@ class StratumMiner:
         if isinstance(method, str):
             await self._handle_request(message.get("id"), method, message.get("params"))
             return
-        entry = self._pending.pop(message.get("id"), None) \
-            if isinstance(message.get("id"), int) else None
+        msg_id = message.get("id")
+        entry = self._pending.pop(msg_id, None) if isinstance(msg_id, int) else None
         if entry is None:
             self.logger.debug("ignoring a reply to no request: %r", line[:200])
             return

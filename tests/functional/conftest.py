@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.litecoind import REAL_BINARY, RegtestNetwork, find_litecoind
+from multipool.devnet import REAL_BINARY, RegtestNetwork, find_litecoind
 
 HERE = Path(__file__).resolve().parent
 MISSING = (f"litecoind not found at {REAL_BINARY} (install the litecoind package, or set "

@@ -21,9 +21,9 @@ import pytest
 
 from multipool.chain.rpc import DaemonClient
 from multipool.config import parse_coin_config
+from multipool.devnet import RegtestNetwork, free_port
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
-from tests.support.litecoind import RegtestNetwork, free_port
 
 POOL_TAG = "/multipool-test/"
 # scrypt share difficulty 2e-5 is a target just under 2^256: most hashes are shares and

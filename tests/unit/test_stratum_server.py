@@ -323,7 +323,8 @@ async def test_invalid_share_flood_bans_ip():
     try:
         client, _, _, notify = await ready_client(started.port)
         for i in range(10):
-            await client.call("mining.submit", [GOOD + ".rig1", "nosuchjob", f"{i:08x}",
+            # extranonce2 of the wrong size: invalid whatever the job
+            await client.call("mining.submit", [GOOD + ".rig1", notify[0], f"{i:04x}",
                                                 notify[7], "00000000"])
         assert await client.closed()
         again = await RawClient.connect(started.port)
@@ -401,6 +402,21 @@ async def test_tls_port_serves_stratum(tmp_path):
         await plain.send_line(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
         assert await plain.closed()
         await client.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_stale_shares_do_not_ban():
+    started, task = await start_pool(ban_min_shares=10, ban_seconds=60)
+    try:
+        client, _, _, notify = await ready_client(started.port)
+        for i in range(30):
+            reply = await client.call("mining.submit", [GOOD + ".rig1", "gone", f"{i:08x}",
+                                                        notify[7], "00000000"])
+            assert reply["error"][0] == 21
+        assert not started.server.guard.is_banned("127.0.0.1")
+        assert (await client.call("mining.ping", []))["result"] == "pong"
     finally:
         task.cancel()
         await started.server.close()

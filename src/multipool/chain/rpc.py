@@ -87,7 +87,8 @@ class DaemonClient:
         # Credentials in the URL are accepted but never kept in it: self.url gets logged.
         user = user if user is not None else parts.username
         password = password if password is not None else parts.password
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+        netloc = host + (f":{parts.port}" if parts.port else "")
         self.url = urlunsplit((parts.scheme, netloc, parts.path or "/", "", ""))
         self.wallet_url = (f"{self.url.rstrip('/')}/wallet/{quote(wallet, safe='')}"
                            if wallet is not None else None)
@@ -157,7 +158,7 @@ class DaemonClient:
                 delay = min(delay * 2, self.MAX_DELAY)
                 continue
             if self._failing_since is not None:
-                self.logger.info("connection to daemon %s restored after %.1fs", self.url,
+                self.logger.info("connection to daemon restored (%s, down %.1fs)", self.url,
                                  time.monotonic() - self._failing_since)
                 self._failing_since = self._last_warning = None
             return result

@@ -66,9 +66,10 @@ def format_hashrate(rate: float) -> str:
 
 
 def summary_table(summary: dict[str, Any], seconds: float) -> Table:
-    table = Table(title=f"miner summary: {summary['username']}", show_header=False)
+    table = Table(title="miner summary", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
+    table.add_row("user", summary["username"])
     table.add_row("algorithm", summary["algorithm"])
     table.add_row("ran for", f"{seconds:,.1f} s")
     table.add_row("hashes", f"{summary['hashes']:,}")
@@ -114,8 +115,10 @@ def miner(
                                      help="the pool, as stratum+tcp://host:port")],
     user: Annotated[str, typer.Option("--user", "-u",
                                       help="payout address, optionally .worker")],
+    # A stratum password is an options field, not a secret.
     password: Annotated[str, typer.Option("--password", "-p",
-                                          help="stratum password, e.g. x or d=0.01")] = "x",
+                                          help="stratum password, e.g. x or d=0.01")]
+    = "x",  # noqa: S107
     algorithm: Annotated[str, typer.Option("--algorithm", "-a",
                                            help="sha256d or scrypt")] = "scrypt",
     shares: Annotated[int | None, typer.Option(help="stop after submitting this many shares",

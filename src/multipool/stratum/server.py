@@ -8,7 +8,6 @@ thread pool (hashlib.scrypt releases the GIL) so every core checks shares.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import json
 import logging
@@ -19,11 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from multipool.chain.pow import SHA256D_DIFF1_TARGET, Algorithm, hash_to_int, sha256d
-from multipool.chain.serialize import le_to_hex
+from multipool.chain.pow import Algorithm, hash_to_int
 from multipool.config import PortConfig, StratumSection
 from multipool.stratum import protocol as p
 from multipool.stratum.bans import IpGuard
+from multipool.stratum.blocks import BlockSubmissions, BlockSubmitterAPI
 from multipool.stratum.hashing import HashBatcher
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.protocol import StratumError
@@ -34,16 +33,8 @@ from multipool.stratum.session import (
     Worker,
     parse_submit,
 )
-from multipool.stratum.sink import BlockRecord, ShareRecord, ShareSink
+from multipool.stratum.sink import ShareRecord, ShareSink
 from multipool.stratum.vardiff import VardiffPolicy
-
-
-class BlockSubmitterAPI(abc.ABC):
-    """What the server needs to hand a solved block to the daemon."""
-
-    @abc.abstractmethod
-    async def submit_block(self, block: bytes, hash_hex: str) -> str | None:
-        """Submit a block; return None when accepted, else the daemon's reason."""
 
 
 class StratumServer:
@@ -91,8 +82,9 @@ class StratumServer:
         # one database), the rest counts sessions; wrap-around reuses only long-gone ids.
         self._node_prefix = (node_id & 0xFF) << 24
         self._extranonce_counter = int.from_bytes(os.urandom(3), "big")
-        self._block_tasks: set[asyncio.Task[None]] = set()
-        self.blocks_found = 0
+        self.blocks = BlockSubmissions(submitter=submitter, sink=sink,
+                                       on_submitted=jobs.new_block_signal,
+                                       logger=self.logger.getChild("blocks"))
         self.listening = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -142,8 +134,7 @@ class StratumServer:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        if self._block_tasks:
-            await asyncio.gather(*self._block_tasks, return_exceptions=True)
+        await self.blocks.wait()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -271,7 +262,7 @@ class StratumServer:
             job_id=job.job_id, height=job.template.height, difficulty=required,
             share_difficulty=share_difficulty, accepted=True))
         if is_block:
-            self._block_found(job, header, extranonce, worker)
+            self.blocks.found(job, header, extranonce, worker.address, worker.worker)
         session.share_result(True, now)
 
     def _reject(self, session: StratumSession, msg_id: Any, error: StratumError,
@@ -287,43 +278,10 @@ class StratumServer:
             job_id=job.job_id if job else "", height=job.template.height if job else 0,
             difficulty=0.0, share_difficulty=share_difficulty, accepted=False,
             reject_code=error.code, reject_reason=error.message))
-        if self.guard.share(session.ip, False):
+        # A stale share is the network's doing, not the miner's: no ban for those.
+        if error.code != p.JOB_NOT_FOUND and self.guard.share(session.ip, False):
             self.logger.warning("banning %s for %gs: too many invalid shares",
                                 session.ip, self.config.ban_seconds)
             for other in list(self.sessions.values()):
                 if other.ip == session.ip:
                     other.close("address banned for invalid shares")
-
-    # -- blocks --------------------------------------------------------------------
-
-    def _block_found(self, job: Job, header: bytes, extranonce: bytes, worker: Worker) -> None:
-        block = job.work.block(header, extranonce)
-        # The block hash is double SHA-256 of the header whatever the PoW hash is.
-        hash_hex = le_to_hex(sha256d(header))
-        self.blocks_found += 1
-        self.logger.info("block candidate at height %d: %s by %s",
-                         job.template.height, hash_hex, worker.name)
-        task = asyncio.get_running_loop().create_task(
-            self._submit_block(job, block, hash_hex, worker))
-        self._block_tasks.add(task)
-        task.add_done_callback(self._block_tasks.discard)
-
-    async def _submit_block(self, job: Job, block: bytes, hash_hex: str,
-                            worker: Worker) -> None:
-        result = await self.submitter.submit_block(block, hash_hex)
-        accepted = result is None
-        if accepted:
-            self.logger.info("block %d %s accepted by the daemon", job.template.height,
-                             hash_hex)
-        else:
-            self.logger.error("block %d %s rejected by the daemon: %s",
-                              job.template.height, hash_hex, result)
-        # Network difficulty in the daemons' own unit (sha256d difficulty 1 for every
-        # algorithm), so it matches what getmininginfo and explorers show.
-        difficulty = SHA256D_DIFF1_TARGET / job.template.target
-        self.sink.record_block(BlockRecord(
-            time=time.time(), height=job.template.height, hash_hex=hash_hex,
-            address=worker.address, worker=worker.worker,
-            reward=job.template.coinbase_value, network_difficulty=difficulty,
-            accepted=accepted, result=result))
-        self.jobs.new_block_signal()

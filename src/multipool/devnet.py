@@ -1,6 +1,5 @@
-"""Real litecoind regtest nodes for tests, benchmarks and the demo.
+"""Real litecoind regtest nodes for the demo, tests and benchmarks.
 
-Stdlib and multipool only, self-contained, so it can move into the package later.
 ``/usr/bin/litecoind`` on Debian is a wrapper that writes ``~/.litecoin``: the real binary
 in ``/usr/lib/litecoin`` is run instead, always with its own ``-datadir``.
 
@@ -110,7 +109,7 @@ class RegtestNode:
         if self.running():
             return
         with open(self.datadir / "stderr.log", "ab") as stderr:  # init errors go here
-            self.process = subprocess.Popen(  # fixed argv, no shell
+            self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [self.binary, f"-datadir={self.datadir}", *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         _RUNNING.add(self)
@@ -198,7 +197,7 @@ class RegtestNode:
         body = json.dumps({"jsonrpc": "1.0", "id": 1, "method": method,
                            "params": list(params)}).encode()
         token = base64.b64encode(f"{self.rpc_user}:{self.rpc_password}".encode()).decode()
-        request = urllib.request.Request(url, data=body, headers={
+        request = urllib.request.Request(url, data=body, headers={  # noqa: S310 - our http URL
             "Authorization": f"Basic {token}", "Content-Type": "application/json"})
         try:
             with _OPENER.open(request, timeout=timeout) as response:
@@ -256,7 +255,7 @@ class RegtestNetwork:
         for node in self.nodes:
             try:
                 node.stop()
-            except Exception as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
                 node.kill()
                 errors.append(exc)
         if errors:
