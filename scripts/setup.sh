@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl)
+APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

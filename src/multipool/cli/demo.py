@@ -96,6 +96,7 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 0.5)
         finally:
+            console.print()
             miner.stop()
             for task in (miner_task, engine_task):
                 task.cancel()
