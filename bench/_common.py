@@ -30,12 +30,9 @@ RESULTS = ROOT / "bench" / "results"
 
 
 async def start_bench_pool(*, algorithm: str, difficulty: float, bits: str = "1d00ffff",
-                           limits: SessionLimits | None = None, max_connections: int = 20000,
-                           workers: int | None = None):
+                           limits: SessionLimits | None = None, max_connections: int = 20000):
     """A stratum server on a scripted template source (bits 0x1d00ffff: no share is a
     block, so only the share path is measured)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     daemon = FakeTemplateDaemon(bits=bits)
     sink = MemoryShareSink()
     config = StratumSection(
@@ -48,10 +45,9 @@ async def start_bench_pool(*, algorithm: str, difficulty: float, bits: str = "1d
     jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=bytes(22),
                       extranonce_size=8, pool_tag=b"/bench/",
                       on_job=lambda job: server.broadcast(job))
-    executor = ThreadPoolExecutor(max_workers=workers) if workers else None
     server = StratumServer(config=config, algorithm=ALGORITHMS[algorithm], jobs=jobs,
                            sink=sink, submitter=daemon, check_address=lambda a: None,
-                           limits=limits, executor=executor)
+                           limits=limits)
     task = asyncio.create_task(jobs.run())
     await asyncio.wait_for(jobs.first_job.wait(), 5)
     await server.start()

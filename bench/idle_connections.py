@@ -92,7 +92,7 @@ class Miner(asyncio.Protocol):
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            if b"mining.notify" in line:
+            if b'"method":"mining.notify"' in line:
                 self.jobs += 1
                 if self.jobs == 1 and not self.ready.done():
                     self.ready.set_result(None)

@@ -2,8 +2,8 @@
 
 Share checks follow a fixed order, each failure with its standard code: 25 not
 subscribed, 24 unauthorized worker, 21 job not found or stale, 20 bad extranonce2 /
-ntime / nonce / version bits, 22 duplicate, 23 low difficulty. Scrypt hashing runs in a
-thread pool (hashlib.scrypt releases the GIL) so every core checks shares.
+ntime / nonce / version bits, 22 duplicate, 23 low difficulty. Scrypt hashing runs in
+worker processes, in batches (stratum/hashing.py), so every core checks shares.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 from multipool.chain.pow import Algorithm, hash_to_int
@@ -23,7 +23,7 @@ from multipool.config import PortConfig, StratumSection
 from multipool.stratum import protocol as p
 from multipool.stratum.bans import IpGuard
 from multipool.stratum.blocks import BlockSubmissions, BlockSubmitterAPI
-from multipool.stratum.hashing import HashBatcher
+from multipool.stratum.hashing import HashBatcher, worker_pool
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.protocol import StratumError
 from multipool.stratum.session import (
@@ -73,8 +73,8 @@ class StratumServer:
                              min_shares=config.ban_min_shares)
         self._own_executor = executor is None
         workers = os.cpu_count() or 2
-        self.executor = executor or ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="share-check")
+        # Only slow algorithms need workers; the pool starts its processes lazily.
+        self.executor = executor or worker_pool(workers)
         self.hasher = HashBatcher(algorithm.pow_hash, self.executor, workers)
         self._servers: list[asyncio.Server] = []
         self._next_session = 0
@@ -90,7 +90,9 @@ class StratumServer:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every configured port."""
+        """Open every configured port (worker processes for slow hashes start first)."""
+        if self.algorithm.slow:
+            await self.hasher.warm_up()
         loop = asyncio.get_running_loop()
         for port in self.config.ports:
             server = await loop.create_server(
@@ -211,7 +213,7 @@ class StratumServer:
             if pow_hash is None or session.closing:
                 return
             self._finish(session, msg_id, worker, job, extranonce, header, pow_hash, now)
-            session.resume()
+            session.checks_done()
 
         self.hasher.submit(header, done)
 

@@ -85,7 +85,7 @@ class StratumSession(asyncio.Protocol):
         self.closing = False
         self.bad_messages = 0
         self.pending_checks = 0
-        # Output collected while a read is processed, written once at its end.
+        # Output of the current loop iteration, written once by _flush.
         self._batch: list[bytes] | None = None
 
         self.subscribed = False
@@ -129,7 +129,6 @@ class StratumSession(asyncio.Protocol):
         """Handle every complete line in the buffer (until a limit says stop), sending
         the replies of one pass in a single write."""
         buffer, start, max_line = self.buffer, 0, self.limits.max_line
-        self._batch = []
         try:
             while not self.closing:
                 newline = buffer.find(b"\n", start)
@@ -151,7 +150,6 @@ class StratumSession(asyncio.Protocol):
                     self.handle_line(line)
         finally:
             self.buffer = buffer[start:] if start else buffer
-            self._flush()
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -171,6 +169,12 @@ class StratumSession(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
 
+    def checks_done(self) -> None:
+        """A share check finished: read again once half the backlog is gone (resuming
+        on every single check would toggle the socket in epoll per share)."""
+        if self.paused and self.pending_checks <= self.limits.max_pending_checks // 2:
+            self.resume()
+
     def resume(self) -> None:
         """Read again after a pause for the rate limit or for pending share checks."""
         if self.closing or self.transport is None or not self.paused:
@@ -184,17 +188,21 @@ class StratumSession(asyncio.Protocol):
     def send_raw(self, line: bytes) -> None:
         if self.closing or self.transport is None:
             return
-        if self._batch is not None:
+        if self._batch is None:
+            # Everything said to this miner in one loop iteration goes out in one write:
+            # under load one send() per reply costs more than the share check.
+            self._batch = [line]
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
             self._batch.append(line)
-            return
-        self.transport.write(line)
-        if self.transport.get_write_buffer_size() > self.limits.max_send_buffer:
-            self.close("does not read what it is sent")
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, None
-        if batch:
-            self.send_raw(b"".join(batch))
+        if not batch or self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(b"".join(batch) if len(batch) > 1 else batch[0])
+        if self.transport.get_write_buffer_size() > self.limits.max_send_buffer:
+            self.close("does not read what it is sent")
 
     def _send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps(message, separators=(",", ":")).encode() + b"\n")
@@ -215,11 +223,13 @@ class StratumSession(asyncio.Protocol):
     def close(self, why: str) -> None:
         if self.closing:
             return
-        self._flush()
         self.closing = True
+        batch, self._batch = self._batch, None
         self.logger.info("closing connection from %s: %s", self.ip, why)
         if self.transport is not None:
-            # Flush what we said (an error, a final reply), then drop the link.
+            # Send what we said (an error, a final reply), then drop the link.
+            if batch:
+                self.transport.write(b"".join(batch))
             self.transport.close()
 
     # -- dispatch --------------------------------------------------------------------
