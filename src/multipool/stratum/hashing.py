@@ -13,8 +13,8 @@ the raw two-thread scrypt rate and left a third of a core idle, processes 81 %.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 HashDone = Callable[[bytes | None], None]
