@@ -11,6 +11,7 @@ demo: setup
 
 test: setup
 	$(VENV)/ruff check src tests bench
+	$(VENV)/mypy src
 	$(VENV)/python -m pytest -q
 
 lint: setup

@@ -84,7 +84,7 @@ def hex_to_bytes(value: object, what: str) -> bytes:
         raise SerializationError(f"{what}: not valid hex: {value[:40]!r}") from None
 
 
-def hex_to_le(value_hex: str, what: str = "hash") -> bytes:
+def hex_to_le(value_hex: object, what: str = "hash") -> bytes:
     """Given a 32-byte hash in display hex, return it in internal byte order."""
     raw = hex_to_bytes(value_hex, what)
     if len(raw) != 32:

@@ -27,6 +27,7 @@ from multipool.config import CoinConfig, parse_coin_config
 from multipool.devnet import RegtestNetwork, find_litecoind, free_port
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
+from multipool.stratum.sink import MemoryShareSink
 
 console = Console(stderr=True)
 
@@ -44,18 +45,19 @@ def demo_config(net: RegtestNetwork, address: str, port: int) -> CoinConfig:
     }, "demo coin")
 
 
-def status_table(engine: PoolEngine, miner: StratumMiner, height: int, began: float) -> Table:
+def status_table(engine: PoolEngine, sink: MemoryShareSink, miner: StratumMiner, height: int,
+                 began: float) -> Table:
     table = Table(title="multipool demo: litecoin regtest", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    accepted_blocks = [b for b in engine.sink.blocks if b.accepted]
+    accepted_blocks = [b for b in sink.blocks if b.accepted]
     elapsed = time.monotonic() - began
     table.add_row("chain height", str(height))
     table.add_row("blocks found by the pool", str(len(accepted_blocks)))
     table.add_row("last block", accepted_blocks[-1].hash_hex[:24] + "..."
                   if accepted_blocks else "-")
     table.add_row("shares accepted / rejected",
-                  f"{engine.sink.accepted} / {engine.sink.rejected}")
+                  f"{sink.accepted} / {sink.rejected}")
     table.add_row("miner hashrate", f"{miner.hashes / max(elapsed, 1e-9):,.0f} H/s")
     table.add_row("stratum port", str(engine.server.bound_ports()[0]))
     table.add_row("running for", f"{elapsed:,.0f} s  (Ctrl-C stops everything)")
@@ -75,7 +77,8 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with DaemonClient(node.rpc_url, user=node.rpc_user,
                             password=node.rpc_password) as daemon:
-        engine = PoolEngine(config=config, daemon=daemon)
+        sink = MemoryShareSink()
+        engine = PoolEngine(config=config, daemon=daemon, sink=sink)
         engine_task = asyncio.create_task(engine.run())
         await engine.server.listening.wait()
         port = engine.server.bound_ports()[0]
@@ -89,8 +92,8 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
                       transient=False) as live:
                 while not stop.is_set():
                     height = await daemon.getblockcount()
-                    live.update(status_table(engine, miner, height, began))
-                    found = sum(b.accepted for b in engine.sink.blocks) - start_blocks
+                    live.update(status_table(engine, sink, miner, height, began))
+                    found = sum(b.accepted for b in sink.blocks) - start_blocks
                     if blocks is not None and found >= blocks:
                         break
                     with contextlib.suppress(TimeoutError):
@@ -102,7 +105,7 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        return sum(b.accepted for b in engine.sink.blocks)
+        return sum(b.accepted for b in sink.blocks)
 
 
 def demo(

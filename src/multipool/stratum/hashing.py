@@ -13,6 +13,7 @@ the raw two-thread scrypt rate and left a third of a core idle, processes 81 %.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -74,7 +75,7 @@ class HashBatcher:
                 for _, done in chunk:
                     done(None)
                 continue
-            future.add_done_callback(lambda fut, chunk=chunk: self._deliver(fut, chunk))
+            future.add_done_callback(functools.partial(self._deliver, chunk=chunk))
 
     @staticmethod
     def _deliver(future: asyncio.Future[list[bytes]],
