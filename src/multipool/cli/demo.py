@@ -30,6 +30,8 @@ from multipool.miner import StratumMiner
 from multipool.stratum.sink import MemoryShareSink
 
 console = Console(stderr=True)
+# How long the engine and the miner get to stop before the demo goes on without them.
+STOP_TIMEOUT = 15.0
 
 
 def demo_config(net: RegtestNetwork, address: str, port: int) -> CoinConfig:
@@ -80,7 +82,12 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
         sink = MemoryShareSink()
         engine = PoolEngine(config=config, daemon=daemon, sink=sink)
         engine_task = asyncio.create_task(engine.run())
-        await engine.server.listening.wait()
+        listening = asyncio.create_task(engine.server.listening.wait())
+        await asyncio.wait({engine_task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if engine_task.done():
+            listening.cancel()
+            engine_task.result()  # the engine failed to start: raise its error
+            return 0
         port = engine.server.bound_ports()[0]
         miner = StratumMiner(host="127.0.0.1", port=port, username=f"{address}.demo",
                              algorithm="scrypt")
@@ -101,10 +108,13 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
         finally:
             console.print()
             miner.stop()
-            for task in (miner_task, engine_task):
+            tasks = {miner_task, engine_task}
+            for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+            if pending:
+                console.print(f"[yellow]warning:[/] {len(pending)} task(s) did not stop "
+                              f"within {STOP_TIMEOUT:g} s")
         return sum(b.accepted for b in sink.blocks)
 
 
