@@ -420,3 +420,91 @@ async def test_stale_shares_do_not_ban():
     finally:
         task.cancel()
         await started.server.close()
+
+
+async def test_suggest_difficulty_and_extranonce_subscribe(pool: Pool):
+    client = await RawClient.connect(pool.port)
+    assert (await client.call("mining.extranonce.subscribe", []))["result"] is True
+    await client.call("mining.subscribe", [])
+    assert (await client.call("mining.suggest_difficulty", [0.25]))["result"] is True
+    await client.call("mining.authorize", [GOOD, "x"])
+    difficulty = await client.wait_notification("mining.set_difficulty")
+    assert difficulty["params"] == [0.25]
+    # beyond the port's ceiling: clamped, not obeyed
+    await client.call("mining.suggest_difficulty", [1e30])
+    assert (await client.wait_notification("mining.set_difficulty"))["params"] == [1e12]
+    bad = await client.call("mining.suggest_difficulty", ["lots"])
+    assert bad["error"][0] == 20 and "number" in bad["error"][1]
+    await client.close()
+
+
+async def test_vardiff_raises_difficulty_of_a_fast_miner():
+    started, task = await start_pool(bits="1d00ffff")
+    try:
+        port = replace(started.server.config.ports[0], vardiff=True, difficulty=1e-6,
+                       target_share_time=10, retarget_interval=60)
+        started.server.config = replace(started.server.config, ports=(port,))
+        await started.server.close()
+        started.server._servers.clear()
+        await started.server.start()
+        port_number = started.server.bound_ports()[0]
+        client, (_, en1, _), difficulty, notify = await ready_client(port_number)
+        # Eight shares in well under a second: far faster than one per 10 s.
+        for i in range(8):
+            ntime, nonce = solve(notify, en1, f"{i:08x}", difficulty)
+            assert (await submit(client, notify, f"{i:08x}", ntime, nonce))["result"] is True
+        raised = await client.wait_notification("mining.set_difficulty")
+        assert raised["params"][0] == pytest.approx(difficulty * 4)  # capped at 4x a step
+        await client.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_client_that_does_not_read_is_cut_off():
+    limits = replace(SessionLimits(), max_send_buffer=64 * 1024)
+    started, task = await start_pool(limits=limits)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", started.port)
+        writer.write(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        (session,) = started.server.sessions.values()
+        # Jobs keep coming; the client never reads. Kernel buffers fill, then ours.
+        for _ in range(2000):
+            session.send_raw(b"x" * 8192 + b"\n")
+            await asyncio.sleep(0)
+            if session.closing:
+                break
+        assert session.closing
+        await asyncio.sleep(0.1)
+        assert started.server.sessions == {}
+        writer.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_several_ports_with_their_own_difficulty():
+    daemon = FakeTemplateDaemon()
+    config = StratumSection(host="127.0.0.1", ports=(
+        PortConfig(port=0, difficulty=0.5, vardiff=False),
+        PortConfig(port=0, difficulty=64, vardiff=False)))
+    server: StratumServer
+    jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=PAYOUT,
+                      extranonce_size=8, pool_tag=b"", on_job=lambda j: server.broadcast(j))
+    server = StratumServer(config=config, algorithm=ALGORITHMS["sha256d"], jobs=jobs,
+                           sink=MemoryShareSink(), submitter=daemon,
+                           check_address=check_address)
+    task = asyncio.create_task(jobs.run())
+    try:
+        await asyncio.wait_for(jobs.first_job.wait(), 5)
+        await server.start()
+        low, high = server.bound_ports()
+        assert low != high
+        _, _, low_difficulty, _ = await ready_client(low)
+        _, _, high_difficulty, _ = await ready_client(high)
+        assert (low_difficulty, high_difficulty) == (0.5, 64)
+    finally:
+        task.cancel()
+        await server.close()

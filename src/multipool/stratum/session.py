@@ -50,6 +50,8 @@ class SessionLimits:
     message_burst: float = 400.0
     # Garbage (bad JSON, unknown methods, malformed requests) tolerated before closing.
     max_bad_messages: int = 50
+    # Seconds a closed connection has to take our last words before it is cut.
+    close_grace: float = 5.0
     # Distinct worker names one connection may authorize.
     max_workers: int = 64
     # Scrypt checks of one connection waiting for the thread pool; beyond this the
@@ -202,7 +204,7 @@ class StratumSession(asyncio.Protocol):
             return
         self.transport.write(b"".join(batch) if len(batch) > 1 else batch[0])
         if self.transport.get_write_buffer_size() > self.limits.max_send_buffer:
-            self.close("does not read what it is sent")
+            self.close("does not read what it is sent", abort=True)
 
     def _send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps(message, separators=(",", ":")).encode() + b"\n")
@@ -220,17 +222,24 @@ class StratumSession(asyncio.Protocol):
     def notify(self, method: str, params: list[Any]) -> None:
         self._send({"id": None, "method": method, "params": params})
 
-    def close(self, why: str) -> None:
+    def close(self, why: str, *, abort: bool = False) -> None:
         if self.closing:
             return
         self.closing = True
         batch, self._batch = self._batch, None
         self.logger.info("closing connection from %s: %s", self.ip, why)
-        if self.transport is not None:
-            # Send what we said (an error, a final reply), then drop the link.
-            if batch:
-                self.transport.write(b"".join(batch))
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if abort:
+            transport.abort()
+            return
+        # Send what we said (an error, a final reply), then drop the link; a peer that
+        # does not read it would hold the session forever, so abort after a grace time.
+        if batch:
+            transport.write(b"".join(batch))
+        transport.close()
+        asyncio.get_running_loop().call_later(self.limits.close_grace, transport.abort)
 
     # -- dispatch --------------------------------------------------------------------
 
