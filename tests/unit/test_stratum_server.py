@@ -465,7 +465,7 @@ async def test_client_that_does_not_read_is_cut_off():
     limits = replace(SessionLimits(), max_send_buffer=64 * 1024)
     started, task = await start_pool(limits=limits)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", started.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", started.port)
         writer.write(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
         await writer.drain()
         await asyncio.sleep(0.1)
