@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from multipool.chain.rpc import RPC_IN_WARMUP, DaemonAuthError, DaemonError
+from multipool.config import CoinConfig, parse_coin_config
 
 REAL_BINARY = "/usr/lib/litecoin/litecoind"
 START_TIMEOUT = 60.0
@@ -291,3 +292,19 @@ class RegtestNetwork:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nodes did not agree on a tip in {timeout:.0f}s: {tips}")
             time.sleep(0.05)
+
+
+def regtest_coin_config(node: RegtestNode, *, address: str, port: int, difficulty: float,
+                        pool_tag: str = "/multipool/", name: str = "regtest coin"
+                        ) -> CoinConfig:
+    """Given a running node, a pool address of its wallet and a stratum port, return the
+    validated coin config of a litecoin regtest pool on that node (fixed difficulty)."""
+    return parse_coin_config({
+        "coin": {"name": "litecoin", "prefix": "ltc", "symbol": "LTC",
+                 "algorithm": "scrypt", "network": "regtest"},
+        "daemon": {"rpc_url": node.rpc_url, "rpc_user": node.rpc_user,
+                   "rpc_password": node.rpc_password, "wallet": "pool"},
+        "stratum": {"host": "127.0.0.1", "pool_tag": pool_tag,
+                    "ports": [{"port": port, "difficulty": difficulty, "vardiff": False}]},
+        "pool": {"address": address},
+    }, name)

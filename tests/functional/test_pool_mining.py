@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from multipool.chain.rpc import DaemonClient
-from multipool.config import parse_coin_config
-from multipool.devnet import RegtestNetwork, free_port
+from multipool.devnet import RegtestNetwork, free_port, regtest_coin_config
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
 
@@ -37,23 +36,10 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         yield network
 
 
-def coin_config(net: RegtestNetwork, address: str, port: int):
-    node = net.nodes[0]
-    return parse_coin_config({
-        "coin": {"name": "litecoin", "prefix": "ltc", "symbol": "LTC",
-                 "algorithm": "scrypt", "network": "regtest"},
-        "daemon": {"rpc_url": node.rpc_url, "rpc_user": node.rpc_user,
-                   "rpc_password": node.rpc_password, "wallet": "pool"},
-        "stratum": {"host": "127.0.0.1", "pool_tag": POOL_TAG,
-                    "ports": [{"port": port, "difficulty": SHARE_DIFFICULTY,
-                               "vardiff": False}]},
-        "pool": {"address": address},
-    }, "test-coin.toml")
-
-
 @contextlib.asynccontextmanager
 async def running_pool(net: RegtestNetwork, address: str) -> AsyncIterator[PoolEngine]:
-    config = coin_config(net, address, free_port())
+    config = regtest_coin_config(net.nodes[0], address=address, port=free_port(),
+                                 difficulty=SHARE_DIFFICULTY, pool_tag=POOL_TAG)
     node = net.nodes[0]
     async with DaemonClient(node.rpc_url, user=node.rpc_user,
                             password=node.rpc_password) as daemon:

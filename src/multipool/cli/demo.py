@@ -23,8 +23,7 @@ from rich.table import Table
 
 from multipool.chain.rpc import DaemonClient
 from multipool.cli.logs import setup_logging
-from multipool.config import CoinConfig, parse_coin_config
-from multipool.devnet import RegtestNetwork, find_litecoind, free_port
+from multipool.devnet import RegtestNetwork, find_litecoind, free_port, regtest_coin_config
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
 from multipool.stratum.sink import MemoryShareSink
@@ -32,19 +31,6 @@ from multipool.stratum.sink import MemoryShareSink
 console = Console(stderr=True)
 # How long the engine and the miner get to stop before the demo goes on without them.
 STOP_TIMEOUT = 15.0
-
-
-def demo_config(net: RegtestNetwork, address: str, port: int) -> CoinConfig:
-    node = net.nodes[0]
-    return parse_coin_config({
-        "coin": {"name": "litecoin", "prefix": "ltc", "symbol": "LTC",
-                 "algorithm": "scrypt", "network": "regtest"},
-        "daemon": {"rpc_url": node.rpc_url, "rpc_user": node.rpc_user,
-                   "rpc_password": node.rpc_password, "wallet": "pool"},
-        "stratum": {"host": "127.0.0.1",
-                    "ports": [{"port": port, "difficulty": 0.0001, "vardiff": False}]},
-        "pool": {"address": address},
-    }, "demo coin")
 
 
 def status_table(engine: PoolEngine, sink: MemoryShareSink, miner: StratumMiner, height: int,
@@ -72,7 +58,8 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
     # One block from the daemon takes the chain out of initial block download.
     if node.rpc("getblockcount") == 0:
         node.rpc("generatetoaddress", 1, address)
-    config = demo_config(net, address, free_port())
+    config = regtest_coin_config(node, address=address, port=free_port(),
+                                 difficulty=0.0001, name="demo coin")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
