@@ -92,3 +92,18 @@ def test_per_ip_cap_and_table_shrinks():
     guard.release("9.9.9.9")
     guard.release("9.9.9.9")
     assert guard.stats == {}
+
+
+def test_expired_bans_are_pruned():
+    clock = Clock()
+    guard = IpGuard(max_per_ip=5, ban_seconds=60, invalid_percent=50, min_shares=1,
+                    clock=clock)
+    for i in range(100):
+        ip = f"10.0.0.{i}"
+        guard.admit(ip)
+        guard.share(ip, valid=False)
+        guard.release(ip)
+    assert len(guard.banned_until) == 100 and guard.stats == {}
+    clock.now = 61
+    guard.prune()
+    assert guard.banned_until == {}

@@ -37,6 +37,12 @@ class IpGuard:
             return False
         return True
 
+    def prune(self) -> None:
+        """Forget expired bans (an IP that never returns would otherwise stay listed)."""
+        now = self.clock()
+        for ip in [ip for ip, until in self.banned_until.items() if until <= now]:
+            del self.banned_until[ip]
+
     def admit(self, ip: str) -> str | None:
         """Given a new connection's IP, return why it is refused, or None and count it."""
         if self.is_banned(ip):

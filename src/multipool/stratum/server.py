@@ -141,7 +141,9 @@ class StratumServer:
             self.executor.shutdown(wait=False, cancel_futures=True)
 
     def sweep(self, now: float) -> None:
-        """Close sessions that never subscribed or went quiet; lower vardiff of quiet ones."""
+        """Close sessions that never subscribed or went quiet; lower vardiff of quiet ones;
+        forget expired bans."""
+        self.guard.prune()
         for session in list(self.sessions.values()):
             if not session.ready and now - session.connected_at > self.config.subscribe_timeout:
                 session.close("did not subscribe and authorize in time")
