@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,24 @@ def test_pool_serve_missing_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     result = runner.invoke(app, ["pool", "serve", "--coin", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2
     assert "nope.toml: cannot read: No such file or directory" in result.output
+
+
+def test_db_upgrade_creates_then_reports_nothing_to_do(tmp_path: Path):
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID)
+    first = runner.invoke(app, ["db", "upgrade", "--coin", str(coin), "--json"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["before"] is None and report["changed"] is True
+    assert (tmp_path / "pool.db").is_file()
+    second = runner.invoke(app, ["db", "upgrade", "--coin", str(coin)])
+    assert second.exit_code == 0
+    assert "nothing to do" in second.output
+
+
+def test_db_upgrade_refuses_unknown_database(tmp_path: Path):
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID.replace('fee_address =', 'database = "oracle://x/y"\nfee_address ='))
+    result = runner.invoke(app, ["db", "upgrade", "--coin", str(coin)])
+    assert result.exit_code == 2
+    assert "unsupported database 'oracle'" in result.output

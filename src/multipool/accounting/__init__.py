@@ -1,0 +1,1 @@
+"""Accounting: shares, blocks, rewards, balances and payments in the coin's database."""

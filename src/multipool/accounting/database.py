@@ -1,0 +1,69 @@
+"""Database URLs and engines for a coin's accounting database.
+
+Operators write plain URLs (``sqlite:///path``, ``postgresql://...``,
+``mysql://...``/``mariadb://...``); the engine needs an asyncio driver, chosen here.
+SQLite runs in WAL mode so the web process can read while the engine writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from multipool.errors import ConfigError
+
+# Plain scheme -> the asyncio driver multipool installs for it.
+ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+}
+
+
+def async_url(url: str) -> str:
+    """Given a database URL, return it with multipool's asyncio driver for its backend.
+
+    >>> async_url("postgresql://pool@127.0.0.1/ltc")
+    'postgresql+asyncpg://pool@127.0.0.1/ltc'
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {url!r}") from None
+    backend = parsed.drivername.split("+", 1)[0]
+    if backend not in ASYNC_DRIVERS:
+        raise ConfigError(f"unsupported database {backend!r} in {parsed!r}: use sqlite, "
+                          f"postgresql or mariadb")
+    return parsed.set(drivername=ASYNC_DRIVERS[backend]).render_as_string(
+        hide_password=False)
+
+
+def default_sqlite_url(directory: str | Path) -> str:
+    """The embedded default: ``pool.db`` in the given directory."""
+    return f"sqlite:///{Path(directory).resolve() / 'pool.db'}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; NORMAL sync is durable across process crashes
+    # (a kill -9 loses nothing committed) and only an OS crash may lose the last commits.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """Given a database URL (plain or with a driver), return an asyncio engine for it."""
+    engine = create_async_engine(async_url(url), pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine

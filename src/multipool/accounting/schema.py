@@ -1,0 +1,126 @@
+"""The accounting schema (SQLAlchemy Core), one database per coin.
+
+Money columns are integers in the coin's smallest unit; share difficulties are floats
+(weights, never money). Migrations in ``migrations/`` create and evolve these tables;
+this module is their description for queries, and a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# Longest address of any supported coin (bech32 P2WSH/P2TR are 62-64 characters) with room.
+ADDRESS = 100
+WORKER = 64
+
+shares = Table(
+    "shares", metadata,
+    # Ids only grow: the database assigns them, and spooled shares are replayed in order.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("address", String(ADDRESS), nullable=False),
+    Column("worker", String(WORKER), nullable=False),
+    Column("ip", String(45), nullable=False),
+    Column("difficulty", Float, nullable=False),
+    Column("share_difficulty", Float, nullable=False),
+    Column("accepted", Boolean, nullable=False),
+    Column("reject_code", Integer),
+    Index(None, "time"),
+    Index(None, "address", "time"),
+)
+
+blocks = Table(
+    "blocks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("height", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("address", String(ADDRESS), nullable=False),
+    Column("worker", String(WORKER), nullable=False),
+    Column("reward", BigInteger, nullable=False),
+    Column("network_difficulty", Float, nullable=False),
+    # Sum of share difficulty in the round / network difficulty (1.0 = as expected).
+    Column("effort", Float),
+    # The last share of the round: the PPLNS window ends here.
+    Column("last_share_id", BigInteger),
+    # pending -> confirmed | orphaned
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("confirmations", Integer, nullable=False, default=0),
+    UniqueConstraint("height", "hash"),
+)
+
+block_rewards = Table(
+    "block_rewards", metadata,
+    Column("block_id", Integer, ForeignKey("blocks.id"), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+)
+
+balances = Table(
+    "balances", metadata,
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("amount", BigInteger, nullable=False, default=0),
+)
+
+ledger = Table(
+    "ledger", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("address", String(ADDRESS), nullable=False),
+    # Positive credits a balance, negative debits it.
+    Column("amount", BigInteger, nullable=False),
+    # block_credit | pool_fee | payment | adjustment
+    Column("kind", String(16), nullable=False),
+    Column("block_id", Integer, ForeignKey("blocks.id")),
+    Column("batch_id", String(36), ForeignKey("payment_batches.id")),
+    Column("note", String(200)),
+    Index(None, "address", "id"),
+)
+
+payment_batches = Table(
+    "payment_batches", metadata,
+    # Written before any coin moves; the wallet comment carries it for reconciliation.
+    Column("id", String(36), primary_key=True),
+    Column("created", DateTime(timezone=True), nullable=False),
+    # intent -> sent -> recorded | failed
+    Column("status", String(16), nullable=False),
+    Column("txid", String(64)),
+    Column("total", BigInteger, nullable=False),
+)
+
+payments = Table(
+    "payments", metadata,
+    Column("batch_id", String(36), ForeignKey("payment_batches.id"), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("expires", DateTime(timezone=True), nullable=False),
+)
