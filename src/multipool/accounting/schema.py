@@ -124,3 +124,10 @@ locks = Table(
     Column("holder", String(100), nullable=False),
     Column("expires", DateTime(timezone=True), nullable=False),
 )
+
+spool_progress = Table(
+    "spool_progress", metadata,
+    # How far a share spool file has been replayed, committed with the replayed rows.
+    Column("file", String(100), primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+)

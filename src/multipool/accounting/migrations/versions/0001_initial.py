@@ -1,4 +1,5 @@
-"""Initial accounting schema: shares, blocks, rewards, balances, ledger, payments, locks.
+"""Initial accounting schema: shares, blocks, rewards, balances, ledger, payments, locks,
+share spool progress.
 
 Revision ID: 0001
 Revises:
@@ -106,9 +107,15 @@ def upgrade() -> None:
         sa.Column("expires", TIME, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_locks"),
     )
+    op.create_table(
+        "spool_progress",
+        sa.Column("file", sa.String(100), nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("file", name="pk_spool_progress"),
+    )
 
 
 def downgrade() -> None:
-    for table in ("locks", "ledger", "payments", "payment_batches", "balances",
+    for table in ("spool_progress", "locks", "ledger", "payments", "payment_batches", "balances",
                   "block_rewards", "blocks", "shares"):
         op.drop_table(table)
