@@ -5,7 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps)
+# postgresql and mariadb-server: real throwaway database servers for the tests
+# (multipool.testdb). Where systemd runs, apt also starts their default services;
+# the tests never use those.
+APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
+              postgresql mariadb-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

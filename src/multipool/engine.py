@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from multipool.chain.address import address_to_script
@@ -53,9 +54,12 @@ class PoolEngine:
         daemon: DaemonClient,
         sink: ShareSink | None = None,
         limits: SessionLimits | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         logger: logging.Logger | None = None,
     ):
         self.config = config
+        # Services that live as long as the engine (the share writer's flush loop).
+        self.background = tuple(background)
         self.daemon = daemon
         self.sink = sink if sink is not None else MemoryShareSink()
         self.logger = logger or logging.getLogger(f"multipool.engine.{config.coin.prefix}")
@@ -92,6 +96,8 @@ class PoolEngine:
                          self.config.coin.algorithm, self.config.coin.network)
         try:
             async with asyncio.TaskGroup() as group:
+                for service in self.background:
+                    group.create_task(service())
                 group.create_task(self.jobs.run())
                 if self.config.daemon.zmq_hashblock:
                     listener = HashblockListener(

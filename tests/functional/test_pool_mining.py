@@ -208,6 +208,8 @@ def test_pool_serve_command_starts_and_stops_cleanly_on_sigterm(net: RegtestNetw
     address, _ = pool_address(net)
     port = free_port()
     node = net.nodes[0]
+    if node.rpc("getblockcount") == 0:
+        node.rpc("generatetoaddress", 1, address)  # out of initial block download
     coin = tmp_path / "ltc.toml"
     coin.write_text(f"""
 [coin]
@@ -239,7 +241,9 @@ address = "{address}"
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "stratum port never opened"
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"stratum port never opened: {proc.communicate()[1]}")
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=15)
@@ -249,3 +253,6 @@ address = "{address}"
     assert proc.returncode == 0, stderr
     assert "stratum listening on 127.0.0.1:" in stderr
     assert "pool engine stopped" in stderr
+    # The schema was created on start, beside the coin file (the embedded default).
+    assert "database schema upgraded from empty" in stderr
+    assert (tmp_path / "pool.db").is_file()

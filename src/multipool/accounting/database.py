@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from multipool.config import CoinConfig
 from multipool.errors import ConfigError
 
 # Plain scheme -> the asyncio driver multipool installs for it.
@@ -48,6 +49,16 @@ def async_url(url: str) -> str:
 def default_sqlite_url(directory: str | Path) -> str:
     """The embedded default: ``pool.db`` in the given directory."""
     return f"sqlite:///{Path(directory).resolve() / 'pool.db'}"
+
+
+def database_url(config: CoinConfig) -> str:
+    """The coin's database: ``[pool] database``, or pool.db beside the coin file."""
+    return config.pool.database or default_sqlite_url(Path(config.path).parent)
+
+
+def spool_directory(config: CoinConfig) -> Path:
+    """Where the coin's shares wait while its database is away: beside the coin file."""
+    return Path(config.path).parent / f"spool-{config.coin.prefix}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -10,18 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from multipool.accounting.database import create_engine, default_sqlite_url
+from multipool.accounting.database import create_engine, database_url
 from multipool.accounting.migrate import upgrade
-from multipool.config import CoinConfig, load_coin_config
+from multipool.config import load_coin_config
 from multipool.errors import ConfigError
 
 app = typer.Typer(help="Manage a coin's accounting database.", no_args_is_help=True)
 console = Console(stderr=True)
-
-
-def database_url(config: CoinConfig) -> str:
-    """The coin's database: ``[pool] database`` or pool.db beside the coin file."""
-    return config.pool.database or default_sqlite_url(Path(config.path).parent)
 
 
 async def _upgrade(url: str) -> tuple[str | None, str]:

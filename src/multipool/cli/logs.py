@@ -24,5 +24,7 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # aiohttp's access chatter says nothing an operator needs.
+    # aiohttp's access chatter and alembic's step-by-step say nothing an operator needs;
+    # multipool logs the schema change itself.
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

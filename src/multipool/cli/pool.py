@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from multipool.accounting.database import create_engine, database_url, spool_directory
+from multipool.accounting.migrate import upgrade
+from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
 from multipool.cli.logs import setup_logging
 from multipool.config import CoinConfig, load_coin_config
@@ -17,6 +21,7 @@ from multipool.engine import PoolEngine
 from multipool.errors import ConfigError
 
 app = typer.Typer(help="Run a coin's pool engine.", no_args_is_help=True)
+logger = logging.getLogger("multipool.pool")
 
 
 def refuse_root(allow_root: bool) -> None:
@@ -29,20 +34,31 @@ def refuse_root(allow_root: bool) -> None:
 
 
 async def run_engine(config: CoinConfig) -> None:
-    """Run the engine until SIGINT/SIGTERM, then shut it down cleanly."""
+    """Bring the database schema up to date, then run the engine with its share writer
+    until SIGINT/SIGTERM, and shut down cleanly (buffered shares are flushed)."""
     d = config.daemon
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
-    async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
-                            cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
-        engine = PoolEngine(config=config, daemon=daemon)
-        try:
-            await engine.run()
-        except asyncio.CancelledError:
-            pass
+    database = create_engine(database_url(config))
+    try:
+        before, after = await upgrade(database)
+        if before != after:
+            logger.info("database schema upgraded from %s to %s", before or "empty", after)
+        writer = ShareWriter(engine=database, spool_dir=spool_directory(config),
+                             logger=logger.getChild("shares"))
+        async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
+                                cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
+            engine = PoolEngine(config=config, daemon=daemon, sink=writer,
+                                background=[writer.run])
+            try:
+                await engine.run()
+            except asyncio.CancelledError:
+                pass
+    finally:
+        await database.dispose()
 
 
 @app.command("serve")
