@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from multipool.accounting.database import create_engine
 from multipool.accounting.migrate import head_revision, upgrade
-from multipool.accounting.schema import metadata, shares, spool_progress
+from multipool.accounting.schema import blocks, metadata, shares, spool_progress
 from multipool.accounting.writer import ShareWriter
+from multipool.stratum.sink import BlockRecord
 from tests.unit.test_share_writer import sequences, share
 
 
@@ -73,5 +74,36 @@ async def test_spool_replay_resumes_at_committed_offset(database_url: str, tmp_p
         async with engine.connect() as connection:
             total = (await connection.execute(select(func.count()).select_from(shares))).scalar()
         assert total == 6
+    finally:
+        await engine.dispose()
+
+
+def block(height: int, hash_hex: str, accepted: bool = True) -> BlockRecord:
+    return BlockRecord(time=time.time(), height=height, hash_hex=hash_hex, address="finder",
+                       worker="rig", reward=5_000_000_000, network_difficulty=0.5,
+                       accepted=accepted, result=None if accepted else "high-hash")
+
+
+async def test_block_recorded_once_after_its_finders_share(database_url: str, tmp_path: Path):
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine)
+        writer = ShareWriter(engine=engine, spool_dir=tmp_path / "spool")
+        for seq in range(5):
+            writer.record_share(share(seq))
+        writer.record_block(block(101, "ab" * 32))
+        writer.record_block(block(101, "cd" * 32, accepted=False))  # refused: no block
+        writer.record_share(share(5))
+        await writer.flush()
+        writer.record_block(block(101, "ab" * 32))  # the same block again: counted once
+        await writer.flush()
+        async with engine.connect() as connection:
+            found = (await connection.execute(select(blocks))).mappings().all()
+            finder_share = (await connection.execute(
+                select(shares.c.id).where(shares.c.height == 4))).scalar()
+        assert len(found) == 1
+        assert found[0]["hash"] == "ab" * 32 and found[0]["reward"] == 5_000_000_000
+        assert found[0]["last_share_id"] == finder_share
+        assert found[0]["status"] == "pending"
     finally:
         await engine.dispose()

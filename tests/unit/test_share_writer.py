@@ -13,9 +13,9 @@ from sqlalchemy.pool import NullPool
 
 from multipool.accounting.database import async_url
 from multipool.accounting.migrate import upgrade
-from multipool.accounting.schema import shares
+from multipool.accounting.schema import blocks, shares
 from multipool.accounting.writer import ShareWriter
-from multipool.stratum.sink import ShareRecord
+from multipool.stratum.sink import BlockRecord, ShareRecord
 
 
 def share(seq: int) -> ShareRecord:
@@ -51,10 +51,14 @@ async def test_database_away_spools_then_replays_exactly_once_in_order(tmp_path:
     db_dir.rename(tmp_path / "away")  # the database goes away
     for seq in range(10, 50):
         writer.record_share(share(seq))
+        if seq == 30:  # a block found while the database is away goes through the spool
+            writer.record_block(BlockRecord(
+                time=time.time(), height=900, hash_hex="ef" * 32, address="addr",
+                worker="w0", reward=123, network_difficulty=1.0, accepted=True, result=None))
         if seq % 10 == 0:
             await writer.flush()
     await writer.flush()
-    assert not writer.database_up and writer.spooled == 40
+    assert not writer.database_up and writer.spooled == 41
     assert len(writer.spool.files()) == 1
     (tmp_path / "away").rename(db_dir)  # and comes back
     for seq in range(50, 60):
@@ -63,4 +67,9 @@ async def test_database_away_spools_then_replays_exactly_once_in_order(tmp_path:
     assert writer.database_up
     assert await sequences(engine) == list(range(60))
     assert writer.spool.files() == []
+    async with engine.connect() as connection:
+        (found,) = (await connection.execute(select(blocks))).mappings().all()
+        finder = (await connection.execute(select(shares.c.id).where(shares.c.height == 30))
+                  ).scalar()
+    assert (found["height"], found["reward"], found["last_share_id"]) == (900, 123, finder)
     await engine.dispose()

@@ -1,4 +1,5 @@
 """The batched share writer: the pool engine's ShareSink backed by the coin's database.
+Found blocks travel the same ordered path, so a block always follows its finder's share.
 
 Shares are buffered in memory and written in one multi-row INSERT when ``batch_size``
 are waiting or ``flush_interval`` seconds have passed. When the database cannot be
@@ -20,16 +21,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from multipool.accounting.schema import shares, spool_progress
+from multipool.accounting.schema import blocks, shares, spool_progress
 from multipool.accounting.spool import ShareSpool
 from multipool.stratum.sink import BlockRecord, ShareRecord, ShareSink
 
 # What "the database is not there" looks like through SQLAlchemy and the drivers.
 DATABASE_DOWN = (OperationalError, DBAPIError, OSError, ConnectionError, TimeoutError)
+
+
+def block_row(block: BlockRecord) -> dict[str, Any]:
+    return {"kind": "block", "time": block.time, "height": block.height,
+            "hash": block.hash_hex, "address": block.address, "worker": block.worker,
+            "reward": block.reward, "network_difficulty": block.network_difficulty}
 
 
 def share_row(share: ShareRecord) -> dict[str, Any]:
@@ -41,6 +48,33 @@ def share_row(share: ShareRecord) -> dict[str, Any]:
 
 def _db_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "time": datetime.fromtimestamp(row["time"], UTC)}
+
+
+async def write_rows(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert a stream of share and block rows in order, in the caller's transaction.
+
+    Consecutive shares go in one multi-row INSERT. A block is counted once (unique
+    height + hash: a replayed or repeated one is skipped) and its round ends at the
+    newest share id, which is its finder's share since rows arrive in order.
+    """
+    run: list[dict[str, Any]] = []
+    for row in [*rows, None]:
+        if row is not None and row.get("kind") != "block":
+            run.append(_db_row(row))
+            continue
+        if run:
+            await connection.execute(insert(shares), run)
+            run = []
+        if row is None:
+            break
+        block = {k: v for k, v in _db_row(row).items() if k != "kind"}
+        known = (await connection.execute(
+            select(blocks.c.id).where(blocks.c.height == block["height"],
+                                      blocks.c.hash == block["hash"]))).first()
+        if known is None:
+            last_share = (await connection.execute(select(func.max(shares.c.id)))).scalar()
+            await connection.execute(insert(blocks).values(
+                **block, last_share_id=last_share, status="pending", confirmations=0))
 
 
 class ShareWriter(ShareSink):
@@ -65,7 +99,6 @@ class ShareWriter(ShareSink):
         self.database_up = True
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self.blocks: list[BlockRecord] = []
 
     # -- ShareSink -------------------------------------------------------------------
 
@@ -80,8 +113,13 @@ class ShareWriter(ShareSink):
             self.spooled += len(rows)
 
     def record_block(self, block: BlockRecord) -> None:
-        # Blocks are the block tracker's (next step of the accounting); kept for it here.
-        self.blocks.append(block)
+        """A block the daemon accepted goes into the same ordered stream as the shares,
+        so it lands after its finder's share and its round ends at the right share id,
+        through the spool as well when the database is away."""
+        if not block.accepted:
+            return  # a refused candidate is not a block; its share is recorded already
+        self.buffer.append(block_row(block))
+        self._wake.set()
 
     # -- running -----------------------------------------------------------------------
 
@@ -116,7 +154,7 @@ class ShareWriter(ShareSink):
     async def _insert(self, rows: list[dict[str, Any]]) -> bool:
         try:
             async with self.engine.begin() as connection:
-                await connection.execute(insert(shares), [_db_row(r) for r in rows])
+                await write_rows(connection, rows)
         except DATABASE_DOWN as exc:
             self._down(exc)
             return False
@@ -135,8 +173,7 @@ class ShareWriter(ShareSink):
                         rows, new_offset = self.spool.read(path, offset or 0,
                                                            self.replay_chunk)
                         if rows:
-                            await connection.execute(insert(shares),
-                                                     [_db_row(r) for r in rows])
+                            await write_rows(connection, rows)
                             values = {"file": path.name, "offset": new_offset}
                             if offset is None:
                                 await connection.execute(insert(spool_progress), values)
