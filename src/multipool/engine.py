@@ -12,6 +12,7 @@ from multipool.chain.pow import ALGORITHMS
 from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.chain.zmq_notify import HashblockListener
 from multipool.config import CoinConfig
+from multipool.errors import PoolError
 from multipool.stratum.blocks import BlockSubmitterAPI
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.server import StratumServer
@@ -60,6 +61,8 @@ class PoolEngine:
         self.config = config
         # Services that live as long as the engine (the share writer's flush loop).
         self.background = tuple(background)
+        self._main_task: asyncio.Task[Any] | None = None
+        self._service_error: BaseException | None = None
         self.daemon = daemon
         self.sink = sink if sink is not None else MemoryShareSink()
         self.logger = logger or logging.getLogger(f"multipool.engine.{config.coin.prefix}")
@@ -87,17 +90,32 @@ class PoolEngine:
             logger=self.logger.getChild("stratum"),
         )
 
+    def _service_ended(self, task: asyncio.Task[None]) -> None:
+        """A background service must live as long as the engine: one that ends early
+        (a bug, a lost database driver) takes the engine down rather than lose data."""
+        if not task.cancelled():
+            self._service_error = task.exception() or PoolError("background service ended")
+            self.logger.error("background service ended: %r", self._service_error)
+            main = self._main_task
+            if main is not None:
+                main.cancel()
+
     def _on_job(self, job: Job) -> None:
         self.server.broadcast(job)
 
     async def run(self) -> None:
         """Get the first job, open the stratum ports, serve until cancelled."""
+        self._main_task = asyncio.current_task()
         self.logger.info("starting %s pool engine (%s, %s)", self.config.coin.name,
                          self.config.coin.algorithm, self.config.coin.network)
+        # Background services (the share writer) start first and stop last: the stratum
+        # server's shutdown still records shares and blocks in flight, which must reach
+        # the writer before its final flush.
+        services = [asyncio.create_task(service()) for service in self.background]
         try:
             async with asyncio.TaskGroup() as group:
-                for service in self.background:
-                    group.create_task(service())
+                for service in services:
+                    service.add_done_callback(self._service_ended)
                 group.create_task(self.jobs.run())
                 if self.config.daemon.zmq_hashblock:
                     listener = HashblockListener(
@@ -109,4 +127,11 @@ class PoolEngine:
                 await self.server.start()
                 group.create_task(self.server.serve())
         finally:
+            for service in services:
+                service.remove_done_callback(self._service_ended)
+                service.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
             self.logger.info("pool engine stopped")
+        if self._service_error is not None:
+            raise PoolError(f"pool engine stopped: a background service failed: "
+                            f"{self._service_error!r}") from self._service_error

@@ -132,7 +132,9 @@ class ShareWriter(ShareSink):
                 except TimeoutError:
                     pass
                 self._wake.clear()
-                await self.flush()
+                # Shielded: a cancellation (shutdown) must not drop a batch half-written;
+                # the final flush below waits for this one through the lock.
+                await asyncio.shield(self.flush())
         finally:
             await self.flush()
 

@@ -1,0 +1,85 @@
+"""Blocks the pool finds are persisted and followed to confirmed or orphaned on the
+real litecoind; an orphan is made with invalidateblock, as a reorganisation would."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from multipool.accounting.database import create_engine
+from multipool.accounting.migrate import upgrade
+from multipool.accounting.schema import blocks, shares
+from multipool.accounting.tracker import BlockTracker
+from multipool.accounting.writer import ShareWriter
+from multipool.chain.rpc import DaemonClient
+from multipool.devnet import RegtestNetwork, free_port, regtest_coin_config
+from multipool.engine import PoolEngine
+from multipool.miner import StratumMiner
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    with RegtestNetwork(tmp_path_factory.mktemp("tracker"), nodes=2) as network:
+        yield network
+
+
+async def test_pool_blocks_are_persisted_then_confirmed_or_orphaned(net: RegtestNetwork,
+                                                                   tmp_path: Path):
+    node = net.nodes[0]
+    address = node.rpc("getnewaddress", "", "bech32", wallet="pool")
+    node.rpc("generatetoaddress", 1, address)
+    database = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    await upgrade(database)
+    config = regtest_coin_config(node, address=address, port=free_port(), difficulty=2e-5)
+    writer = ShareWriter(engine=database, spool_dir=tmp_path / "spool")
+    async with DaemonClient(node.rpc_url, user=node.rpc_user,
+                            password=node.rpc_password) as daemon:
+        engine = PoolEngine(config=config, daemon=daemon, sink=writer,
+                            background=[writer.run])
+        engine_task = asyncio.create_task(engine.run())
+        await asyncio.wait_for(engine.server.listening.wait(), 30)
+        miner = StratumMiner(host="127.0.0.1", port=engine.server.bound_ports()[0],
+                             username=f"{address}.rig", algorithm="scrypt")
+        miner_task = asyncio.create_task(miner.run())
+        async with asyncio.timeout(60):
+            while node.rpc("getblockcount") < 4:
+                await asyncio.sleep(0.1)
+        miner.stop()
+        for task in (miner_task, engine_task):
+            task.cancel()
+        _, still_running = await asyncio.wait({miner_task, engine_task}, timeout=30)
+        assert not still_running, "engine or miner did not stop"
+
+        async with database.connect() as connection:
+            found = (await connection.execute(
+                select(blocks.c.height, blocks.c.hash, blocks.c.last_share_id)
+                .order_by(blocks.c.height))).all()
+            share_count = len((await connection.execute(select(shares.c.id))).all())
+        # Every block on the chain above height 1 is the pool's, recorded once.
+        chain = {h: node.rpc("getblockhash", h) for h in range(2, node.rpc("getblockcount") + 1)}
+        assert {(h, x) for h, x, _ in found} == set(chain.items())
+        assert share_count >= len(found)
+        assert all(last is not None for _, _, last in found)
+
+        tracker = BlockTracker(engine=database, daemon=daemon, maturity=100)
+        assert (await tracker.check())["confirmed"] == 0  # all too young
+
+        # The daemon drops the newest pool block from its best chain.
+        orphan_height, orphan_hash = max(chain.items())
+        node.rpc("invalidateblock", orphan_hash)
+        moved = await tracker.check()
+        assert moved["orphaned"] == 1
+        # Mature the rest: 101 more blocks on the other branch.
+        node.rpc("generatetoaddress", 101, node.rpc("getnewaddress", wallet="pool"))
+        moved = await tracker.check()
+        assert moved["confirmed"] == len(chain) - 1
+        async with database.connect() as connection:
+            statuses = dict((await connection.execute(
+                select(blocks.c.height, blocks.c.status))).all())
+        assert statuses[orphan_height] == "orphaned"
+        assert all(status == "confirmed" for height, status in statuses.items()
+                   if height != orphan_height)
+    await database.dispose()
