@@ -48,6 +48,9 @@ class DaemonBlockSubmitter(BlockSubmitterAPI):
 class PoolEngine:
     """Wires one coin's parts together and runs them until cancelled."""
 
+    # Longer than the share writer's own final-flush timeout.
+    SERVICE_STOP_TIMEOUT = 20.0
+
     def __init__(
         self,
         *,
@@ -130,7 +133,11 @@ class PoolEngine:
             for service in services:
                 service.remove_done_callback(self._service_ended)
                 service.cancel()
-            await asyncio.gather(*services, return_exceptions=True)
+            if services:
+                _, stuck = await asyncio.wait(services, timeout=self.SERVICE_STOP_TIMEOUT)
+                for service in stuck:
+                    self.logger.error("background service %r did not stop in %gs",
+                                      service.get_coro(), self.SERVICE_STOP_TIMEOUT)
             self.logger.info("pool engine stopped")
         if self._service_error is not None:
             raise PoolError(f"pool engine stopped: a background service failed: "

@@ -80,6 +80,9 @@ async def write_rows(connection: AsyncConnection, rows: list[dict[str, Any]]) ->
 class ShareWriter(ShareSink):
     """Persists shares in batches; spools them while the database is away."""
 
+    # Seconds the final flush may take before what is left goes to the spool.
+    SHUTDOWN_FLUSH_TIMEOUT = 10.0
+
     def __init__(self, *, engine: AsyncEngine, spool_dir: str | Path,
                  batch_size: int = 500, flush_interval: float = 1.0,
                  max_buffer: int = 100_000, replay_chunk: int = 5_000,
@@ -136,7 +139,17 @@ class ShareWriter(ShareSink):
                 # the final flush below waits for this one through the lock.
                 await asyncio.shield(self.flush())
         finally:
-            await self.flush()
+            try:
+                async with asyncio.timeout(self.SHUTDOWN_FLUSH_TIMEOUT):
+                    await self.flush()
+            except TimeoutError:
+                # The database hangs rather than fails: keep what is left in the spool.
+                rows, self.buffer = self.buffer, []
+                if rows:
+                    self.spool.append(rows)
+                    self.spooled += len(rows)
+                self.logger.warning("database did not answer at shutdown; %d shares spooled",
+                                    len(rows))
 
     async def flush(self) -> None:
         """Write the buffer: to the database, or to the spool when anything is spooled
