@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from multipool.accounting.database import create_engine
+from multipool.accounting.migrate import upgrade
 from multipool.testdb import MariaDBServer, PostgresServer, find_mariadb, find_pg_bin
 
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
@@ -45,3 +48,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'pool.db'}"
     server = request.getfixturevalue(request.param)
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of each backend, migrated to the newest schema."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
