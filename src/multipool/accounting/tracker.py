@@ -10,6 +10,7 @@ into the pool wallet by someone else is never credited to anyone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Protocol
 
@@ -17,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.schema import blocks
+from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonError
 
 # Bitcoin Core's "Block not found".
@@ -39,6 +41,16 @@ class BlockTracker:
         self.maturity = maturity
         self.margin = margin
         self.logger = logger or logging.getLogger(__name__)
+
+    async def run(self, interval: float = 60.0) -> None:
+        """Check every ``interval`` seconds until cancelled; a daemon or database outage
+        is logged and tried again next time."""
+        while True:
+            try:
+                await self.check()
+            except (DaemonError, *DATABASE_DOWN) as exc:
+                self.logger.warning("block check failed, will retry: %s", exc)
+            await asyncio.sleep(interval)
 
     async def _confirmations(self, hash_hex: str) -> int:
         """Confirmations of a block; -1 when it is not on the best chain."""

@@ -13,6 +13,7 @@ import typer
 
 from multipool.accounting.database import create_engine, database_url, spool_directory
 from multipool.accounting.migrate import upgrade
+from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
 from multipool.cli.logs import setup_logging
@@ -51,8 +52,10 @@ async def run_engine(config: CoinConfig) -> None:
                              logger=logger.getChild("shares"))
         async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
                                 cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
+            tracker = BlockTracker(engine=database, daemon=daemon,
+                                   logger=logger.getChild("blocks"))
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
-                                background=[writer.run])
+                                background=[writer.run, tracker.run])
             try:
                 await engine.run()
             except asyncio.CancelledError:
