@@ -225,6 +225,8 @@ class StratumMiner:
     THROTTLE_SLICE = 0.05
     # Seconds to wait for a new job after a share that is also a block candidate.
     BLOCK_WAIT = 2.0
+    # Seconds close() waits for the connection to wind down before cutting it.
+    CLOSE_TIMEOUT = 5.0
     CONNECT_TIMEOUT = 10.0
     # A handshake request unanswered this long means the pool is not a stratum pool.
     REQUEST_TIMEOUT = 30.0
@@ -398,8 +400,13 @@ class StratumMiner:
         self._wake.set()
         if self._writer is not None:
             self._writer.close()
-            with contextlib.suppress(OSError):
-                await self._writer.wait_closed()
+            try:
+                # A pool that stops reading would hold wait_closed() forever.
+                await asyncio.wait_for(self._writer.wait_closed(), self.CLOSE_TIMEOUT)
+            except TimeoutError:
+                self._writer.transport.abort()
+            except OSError:
+                pass
         task, self._reader_task = self._reader_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -529,7 +536,8 @@ class StratumMiner:
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
 
     async def _throttle(self, hashes: int) -> None:
         if self.hashrate_limit is None:

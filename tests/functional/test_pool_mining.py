@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import signal
 import socket
 import subprocess
@@ -36,6 +37,14 @@ def net(tmp_path_factory: pytest.TempPathFactory):
         yield network
 
 
+def task_stacks() -> str:
+    """Where every task of the loop waits: the evidence when something does not stop."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()
+
+
 @contextlib.asynccontextmanager
 async def running_pool(net: RegtestNetwork, address: str) -> AsyncIterator[PoolEngine]:
     config = regtest_coin_config(net.nodes[0], address=address, port=free_port(),
@@ -50,8 +59,8 @@ async def running_pool(net: RegtestNetwork, address: str) -> AsyncIterator[PoolE
             yield engine
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            _, running = await asyncio.wait({task}, timeout=30)
+            assert not running, f"the pool engine did not stop within 30 s:\n{task_stacks()}"
 
 
 @contextlib.asynccontextmanager
@@ -65,8 +74,8 @@ async def mining(engine: PoolEngine, username: str) -> AsyncIterator[StratumMine
     finally:
         miner.stop()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await task
+        _, running = await asyncio.wait({task}, timeout=30)
+        assert not running, "the miner did not stop within 30 s"
 
 
 async def wait_for_height(net: RegtestNetwork, height: int, timeout: float = 120) -> None:

@@ -16,6 +16,7 @@ the spool at once rather than grow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,10 +131,10 @@ class ShareWriter(ShareSink):
         """Flush by size or time until cancelled; on the way out, flush what is left."""
         try:
             while True:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: see JobManager._refresh_loop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.flush_interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 # Shielded: a cancellation (shutdown) must not drop a batch half-written;
                 # the final flush below waits for this one through the lock.

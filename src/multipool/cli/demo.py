@@ -91,7 +91,8 @@ async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
                     if blocks is not None and found >= blocks:
                         break
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.5)
+                        async with asyncio.timeout(0.5):
+                            await stop.wait()
         finally:
             console.print()
             miner.stop()

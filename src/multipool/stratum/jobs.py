@@ -11,6 +11,7 @@ for them is stale, and no job is ever sent on a template older than the tip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -213,10 +214,11 @@ class JobManager:
 
     async def _refresh_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the event fires, and the loop would outlive its task group.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.refresh_interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self._try_update()
 
