@@ -9,11 +9,11 @@ always starts a new file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class ShareSpool:
         rows: list[dict[str, Any]] = []
         with open(path, "rb") as spool:
             spool.seek(offset)
-            for line in _lines(spool, max_rows):
+            for line in itertools.islice(spool, max_rows):
                 if not line.endswith(b"\n"):
                     break
                 rows.append(json.loads(line))
@@ -72,9 +72,3 @@ class ShareSpool:
         path.unlink(missing_ok=True)
         return True
 
-
-def _lines(stream: Any, limit: int) -> Iterator[bytes]:
-    for count, line in enumerate(stream):
-        if count >= limit:
-            return
-        yield line

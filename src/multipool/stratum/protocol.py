@@ -25,17 +25,16 @@ class StratumError(Exception):
         return [self.code, self.message, None]
 
 
-def hex_field(value: object, name: str, *, size: int | None = None) -> str:
-    """Given a submitted field, return it if it is a hex string of ``size`` bytes."""
+def hex_bytes(value: object, name: str, *, size: int | None = None) -> bytes:
+    """Given a submitted field, return its bytes if it is a hex string of ``size`` bytes."""
     if not isinstance(value, str):
         raise StratumError(OTHER, f"{name} must be a hex string")
     if size is not None and len(value) != 2 * size:
         raise StratumError(OTHER, f"incorrect size of {name}: expected {size} bytes")
     try:
-        bytes.fromhex(value)
+        return bytes.fromhex(value)
     except ValueError:
         raise StratumError(OTHER, f"{name} is not hex") from None
-    return value
 
 
 def string_param(params: list[Any], index: int, name: str, *, max_len: int = 256) -> str:

@@ -444,7 +444,7 @@ def parse_submit(params: list[Any], extranonce2_size: int
         raise StratumError(p.OTHER, "mining.submit takes 5 or 6 params")
     worker = p.string_param(params, 0, "worker name")
     job_id = p.string_param(params, 1, "job id", max_len=64)
-    extranonce2 = bytes.fromhex(p.hex_field(params[2], "extranonce2", size=extranonce2_size))
+    extranonce2 = p.hex_bytes(params[2], "extranonce2", size=extranonce2_size)
     try:
         ntime = u32_from_stratum(params[3], "ntime")
         nonce = u32_from_stratum(params[4], "nonce")
