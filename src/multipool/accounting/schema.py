@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(naming_convention={
@@ -68,6 +69,10 @@ blocks = Table(
     # pending -> confirmed | orphaned
     Column("status", String(16), nullable=False, default="pending"),
     Column("confirmations", Integer, nullable=False, default=0),
+    # Set once the block's reward snapshot (block_rewards) is written, with its scheme.
+    Column("rewards_split", Boolean, nullable=False, default=False,
+           server_default=false()),
+    Column("scheme", String(8)),
     UniqueConstraint("height", "hash"),
 )
 
@@ -105,10 +110,14 @@ payment_batches = Table(
     # Written before any coin moves; the wallet comment carries it for reconciliation.
     Column("id", String(36), primary_key=True),
     Column("created", DateTime(timezone=True), nullable=False),
-    # intent -> sent -> recorded | failed
+    # intent -> sent | failed  (see payments.py)
     Column("status", String(16), nullable=False),
     Column("txid", String(64)),
     Column("total", BigInteger, nullable=False),
+    # The transaction fee the wallet paid, and when the batch reached sent or failed.
+    Column("fee", BigInteger),
+    Column("finished", DateTime(timezone=True)),
+    Column("error", String(200)),
 )
 
 payments = Table(
@@ -130,4 +139,31 @@ spool_progress = Table(
     # How far a share spool file has been replayed, committed with the replayed rows.
     Column("file", String(100), primary_key=True),
     Column("offset", BigInteger, nullable=False),
+)
+
+settings = Table(
+    "settings", metadata,
+    # Per-coin switches shared by every process of the coin, e.g. payments_paused.
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+stats_minute = Table(
+    "stats_minute", metadata,
+    # Shares rolled up per minute, miner and worker: hashrate over any window from here.
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("worker", String(WORKER), primary_key=True),
+    Column("accepted", Integer, nullable=False),
+    Column("accepted_difficulty", Float, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Index(None, "address", "minute"),
+)
+
+stats_rejects = Table(
+    "stats_rejects", metadata,
+    # Rejected shares per minute and stratum error code.
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("reject_code", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
 )
