@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,6 +100,10 @@ class PoolSection:
     min_payout: float = 0.1
     payment_interval: float = 600.0
     database: str | None = None
+    # PPLNS window N = pplns_factor x network difficulty, in share difficulty.
+    pplns_factor: float = 2.0
+    # Most recipients in one payment transaction; bigger runs are split.
+    payment_max_recipients: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,9 +312,14 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         min_payout=p.number("min_payout", 0.1, positive=True),
         payment_interval=p.number("payment_interval", 600.0, positive=True),
         database=p.string("database"),
+        pplns_factor=p.number("pplns_factor", 2.0, positive=True),
+        payment_max_recipients=p.integer("payment_max_recipients", 200, low=1, high=5000),
     )
     p.check_unknown()
     _check(file, "pool.fee_percent", pool.fee_percent < 100, "must be below 100")
+    _check(file, "pool.min_payout", to_units(pool.min_payout, network.decimals) > 0,
+           f"must be at least one smallest unit (10^-{network.decimals}), got "
+           f"{pool.min_payout!r}")
     payout_script = _address_script(pool.address, network, file, "pool.address")
     if pool.fee_address is not None:
         _address_script(pool.fee_address, network, file, "pool.fee_address")
@@ -321,6 +331,27 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
 def _default_rules(coin_name: str) -> tuple[str, ...]:
     # Litecoin refuses getblocktemplate (-8) unless both rules are named.
     return ("mweb", "segwit") if coin_name == "litecoin" else ("segwit",)
+
+
+def to_units(coins: float | str | Decimal, decimals: int) -> int:
+    """Given an amount in coins as the config or a daemon writes it, return it in the
+    coin's smallest unit, rounded down; exact for any amount with at most ``decimals``
+    digits after the point (0.1 is 10000000, never 9999999).
+
+    >>> to_units(0.1, 8), to_units("1.23456789", 8), to_units(2, 6)
+    (10000000, 123456789, 2000000)
+    """
+    value = Decimal(str(coins)) if not isinstance(coins, Decimal) else coins
+    return int((value * 10**decimals).to_integral_value(rounding=ROUND_DOWN))
+
+
+def to_coins(units: int, decimals: int) -> Decimal:
+    """Given an amount in the smallest unit, return it in coins, exactly.
+
+    >>> to_coins(10000000, 8)
+    Decimal('0.10000000')
+    """
+    return Decimal(units).scaleb(-decimals).quantize(Decimal(1).scaleb(-decimals))
 
 
 def load_coin_config(path: str | Path) -> CoinConfig:

@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from multipool.accounting.bookkeeping import ledger_mismatches
 from multipool.accounting.database import create_engine
 from multipool.accounting.migrate import upgrade
-from multipool.accounting.schema import blocks, shares
+from multipool.accounting.rounds import RewardPolicy
+from multipool.accounting.schema import balances, block_rewards, blocks, ledger, shares
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
@@ -64,7 +66,8 @@ async def test_pool_blocks_are_persisted_then_confirmed_or_orphaned(net: Regtest
         assert share_count >= len(found)
         assert all(last is not None for _, _, last in found)
 
-        tracker = BlockTracker(engine=database, daemon=daemon, maturity=100)
+        policy = RewardPolicy(scheme="pplns", fee_percent=1.0, share_units=65536)
+        tracker = BlockTracker(engine=database, daemon=daemon, policy=policy, maturity=100)
         assert (await tracker.check())["confirmed"] == 0  # all too young
 
         # The daemon drops the newest pool block from its best chain.
@@ -82,4 +85,25 @@ async def test_pool_blocks_are_persisted_then_confirmed_or_orphaned(net: Regtest
         assert statuses[orphan_height] == "orphaned"
         assert all(status == "confirmed" for height, status in statuses.items()
                    if height != orphan_height)
+
+        # Money: every block has its snapshot, only confirmed ones reached balances, the
+        # orphan paid nothing, and the books balance.
+        async with database.connect() as connection:
+            found_rows = (await connection.execute(
+                select(blocks.c.id, blocks.c.height, blocks.c.reward, blocks.c.status,
+                       blocks.c.rewards_split))).all()
+            snapshot = dict((await connection.execute(
+                select(block_rewards.c.block_id, func.sum(block_rewards.c.amount))
+                .group_by(block_rewards.c.block_id))).all())
+            credited_blocks = set((await connection.execute(
+                select(ledger.c.block_id).where(ledger.c.block_id.is_not(None)))).scalars())
+            held = (await connection.execute(select(func.sum(balances.c.amount)))).scalar()
+            mismatches = await ledger_mismatches(connection)
+        assert all(split for *_, split in found_rows)
+        assert all(snapshot[i] == reward for i, _, reward, _, _ in found_rows)
+        orphan_id = next(i for i, h, *_ in found_rows if h == orphan_height)
+        assert orphan_id not in credited_blocks
+        assert credited_blocks == {i for i, *_ in found_rows} - {orphan_id}
+        assert held == sum(reward for _, h, reward, *_ in found_rows if h != orphan_height)
+        assert mismatches == []
     await database.dispose()

@@ -15,6 +15,47 @@ from fractions import Fraction
 POOL_FEE = ""
 
 
+# Every finite double is an integer multiple of 2**-1074, so difficulties scaled by 2**1074
+# are exact integers: the window arithmetic is exact and as fast as int arithmetic.
+_SCALE_BITS = 1074
+
+
+def _scaled(value: float) -> int:
+    numerator, denominator = float(value).as_integer_ratio()
+    return numerator << (_SCALE_BITS - (denominator.bit_length() - 1))
+
+
+class PplnsWindow:
+    """Accumulates shares newest first into the last-N window, exactly.
+
+    :meth:`add` returns False once the window is full, so a caller reading shares from a
+    database page by page knows when to stop.
+    """
+
+    def __init__(self, window: float):
+        if not window > 0:
+            raise ValueError(f"PPLNS window must be positive, got {window!r}")
+        self.room = _scaled(window)
+        self._weights: dict[str, int] = {}
+        self._scaled_cache: dict[float, int] = {}
+
+    def add(self, address: str, difficulty: float) -> bool:
+        if self.room <= 0:
+            return False
+        scaled = self._scaled_cache.get(difficulty)
+        if scaled is None:
+            if not difficulty >= 0:
+                raise ValueError(f"share difficulty must not be negative, got {difficulty!r}")
+            scaled = self._scaled_cache[difficulty] = _scaled(difficulty)
+        counted = min(scaled, self.room)
+        self._weights[address] = self._weights.get(address, 0) + counted
+        self.room -= counted
+        return self.room > 0
+
+    def weights(self) -> dict[str, Fraction]:
+        return {address: Fraction(w, 1 << _SCALE_BITS) for address, w in self._weights.items()}
+
+
 def pplns_weights(shares_newest_first: Iterable[tuple[str, float]],
                   window: float) -> dict[str, Fraction]:
     """Given accepted shares as (address, difficulty), newest first, and the window N
@@ -25,17 +66,11 @@ def pplns_weights(shares_newest_first: Iterable[tuple[str, float]],
     >>> pplns_weights([("a", 3.0), ("b", 2.0), ("a", 4.0)], 6.0)
     {'a': Fraction(4, 1), 'b': Fraction(2, 1)}
     """
-    if not window > 0:
-        raise ValueError(f"PPLNS window must be positive, got {window!r}")
-    room = Fraction(window)
-    weights: dict[str, Fraction] = {}
+    accumulator = PplnsWindow(window)
     for address, difficulty in shares_newest_first:
-        if room <= 0:
+        if not accumulator.add(address, difficulty):
             break
-        counted = min(Fraction(difficulty), room)
-        weights[address] = weights.get(address, Fraction(0)) + counted
-        room -= counted
-    return weights
+    return accumulator.weights()
 
 
 def prop_weights(round_shares: Iterable[tuple[str, float]]) -> dict[str, Fraction]:

@@ -6,6 +6,10 @@ A block is *confirmed* once its coinbase is spendable with a safety margin
 orphaned block is re-checked for ``2 x maturity`` blocks: a reorganisation back onto
 it makes it pending again. Only blocks the pool recorded are tracked, so a block mined
 into the pool wallet by someone else is never credited to anyone.
+
+Each check first writes the reward snapshot of new blocks (rounds.py); a block's move to
+confirmed and the credit of its snapshot to balances are one transaction, and confirmed
+is final, so a block is credited exactly once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from multipool.accounting.rounds import RewardPolicy, credit_block, split_new_blocks
 from multipool.accounting.schema import blocks
 from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonError
@@ -34,10 +39,11 @@ class ChainAPI(Protocol):
 class BlockTracker:
     """Moves blocks between pending, confirmed and orphaned by asking the daemon."""
 
-    def __init__(self, *, engine: AsyncEngine, daemon: ChainAPI, maturity: int = 100,
-                 margin: int = 1, logger: logging.Logger | None = None):
+    def __init__(self, *, engine: AsyncEngine, daemon: ChainAPI, policy: RewardPolicy,
+                 maturity: int = 100, margin: int = 1, logger: logging.Logger | None = None):
         self.engine = engine
         self.daemon = daemon
+        self.policy = policy
         self.maturity = maturity
         self.margin = margin
         self.logger = logger or logging.getLogger(__name__)
@@ -65,6 +71,9 @@ class BlockTracker:
     async def check(self) -> dict[str, int]:
         """Check every pending block, and recently orphaned ones; return how many moved
         to each status."""
+        split = await split_new_blocks(self.engine, self.policy)
+        if split:
+            self.logger.info("reward snapshot written for %d new block(s)", split)
         tip = await self.daemon.getblockcount()
         async with self.engine.connect() as connection:
             rows = (await connection.execute(
@@ -86,6 +95,11 @@ class BlockTracker:
                 await connection.execute(
                     update(blocks).where(blocks.c.id == block_id)
                     .values(status=new_status, confirmations=max(confirmations, 0)))
+                credited = (await credit_block(connection, block_id)
+                            if new_status == "confirmed" else 0)
+            if credited:
+                self.logger.info("block %d confirmed: %d credited to balances", height,
+                                 credited)
             if new_status != status:
                 moved[new_status] += 1
                 self.logger.info("block %d %s: %s -> %s (%d confirmations)", height,

@@ -23,6 +23,10 @@ class NetworkParams:
     p2pkh_prefixes: tuple[int, ...]
     p2sh_prefixes: tuple[int, ...]
     bech32_hrp: str | None
+    # Digits after the point: amounts are integers of 10**-decimals coins.
+    decimals: int = 8
+    # Confirmations before a coinbase output may be spent.
+    coinbase_maturity: int = 100
 
     def __post_init__(self) -> None:
         for prefixes in (self.p2pkh_prefixes, self.p2sh_prefixes):
@@ -36,9 +40,10 @@ class NetworkParams:
 
 
 def _params(
-    coin: str, network: str, p2pkh: tuple[int, ...], p2sh: tuple[int, ...], hrp: str | None
+    coin: str, network: str, p2pkh: tuple[int, ...], p2sh: tuple[int, ...], hrp: str | None,
+    *, decimals: int = 8, maturity: int = 100,
 ) -> tuple[tuple[str, str], NetworkParams]:
-    return (coin, network), NetworkParams(coin, network, p2pkh, p2sh, hrp)
+    return (coin, network), NetworkParams(coin, network, p2pkh, p2sh, hrp, decimals, maturity)
 
 
 NETWORKS: dict[tuple[str, str], NetworkParams] = dict(
@@ -52,13 +57,15 @@ NETWORKS: dict[tuple[str, str], NetworkParams] = dict(
         _params("litecoin", "test", (111,), (58, 196), "tltc"),
         _params("litecoin", "regtest", (111,), (58, 196), "rltc"),
         # Dogecoin 1.14 never activated segwit, so it has no bech32 prefix.
-        _params("dogecoin", "main", (30,), (22,), None),
-        _params("dogecoin", "test", (113,), (196,), None),
-        _params("dogecoin", "regtest", (111,), (196,), None),
+        # Dogecoin's coinbase matures after 240 blocks since height 145,000 (60 before).
+        _params("dogecoin", "main", (30,), (22,), None, maturity=240),
+        _params("dogecoin", "test", (113,), (196,), None, maturity=240),
+        _params("dogecoin", "regtest", (111,), (196,), None, maturity=60),
         # Peercoin activated segwit (main height 455470); its chainparams set these prefixes.
-        _params("peercoin", "main", (55,), (117,), "pc"),
-        _params("peercoin", "test", (111,), (196,), "tpc"),
-        _params("peercoin", "regtest", (111,), (196,), "pcrt"),
+        # Peercoin counts in micro-coins (COIN = 1,000,000) and matures coinbases at 500.
+        _params("peercoin", "main", (55,), (117,), "pc", decimals=6, maturity=500),
+        _params("peercoin", "test", (111,), (196,), "tpc", decimals=6, maturity=500),
+        _params("peercoin", "regtest", (111,), (196,), "pcrt", decimals=6, maturity=500),
     ]
 )
 

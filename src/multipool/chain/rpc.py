@@ -45,6 +45,11 @@ class DaemonUnavailable(DaemonError):
     """The daemon could not be reached, or stayed in warm-up, for the whole retry budget."""
 
 
+class DaemonOutcomeUnknown(DaemonError):
+    """A call that must not run twice (a payment) was sent, but its answer was lost: the
+    daemon may or may not have run it."""
+
+
 class _Retryable(Exception):
     """A failure worth retrying; ``sent`` is True when the daemon may have run the call."""
 
@@ -145,8 +150,9 @@ class DaemonClient:
                                           f"(HTTP 401): check {source}", method=method) from None
             except _Retryable as exc:
                 if exc.sent and not idempotent:
-                    raise DaemonError(f"{exc}; the daemon may have executed the call: check "
-                                      "before trying again", method=method) from exc
+                    raise DaemonOutcomeUnknown(
+                        f"{exc}; the daemon may have executed the call: check before "
+                        "trying again", method=method) from exc
                 elapsed = time.monotonic() - started
                 if self.retry_for is not None and elapsed >= self.retry_for:
                     raise DaemonUnavailable(f"daemon at {self.url} not available after "
@@ -327,3 +333,25 @@ class DaemonClient:
         value = format(amount, "f") if isinstance(amount, Decimal) else amount
         return await self._call("sendtoaddress", [address, value], wallet=True,
                                 idempotent=False)
+
+    async def sendmany(self, amounts: dict[str, Decimal], comment: str) -> str:
+        """Given {address: coins} and a wallet comment, pay them all in one transaction;
+        return its txid. Never retried once sent; :class:`DaemonOutcomeUnknown` when the
+        answer was lost, so the caller must look for the comment in the wallet."""
+        values = {address: format(amount, "f") for address, amount in amounts.items()}
+        return await self._call("sendmany", ["", values, 1, comment], wallet=True,
+                                idempotent=False)
+
+    async def listtransactions(self, count: int = 100, skip: int = 0) -> list[dict[str, Any]]:
+        """Return ``count`` wallet transaction entries, newest last, after skipping the
+        ``skip`` newest; each carries the wallet comment of its send, if any."""
+        return await self._call("listtransactions", ["*", count, skip], wallet=True)
+
+    async def gettransaction(self, txid: str) -> dict[str, Any]:
+        """Given a txid of the wallet, return its details (fee, confirmations, comment)."""
+        return await self._call("gettransaction", [txid], wallet=True)
+
+    async def getbalances(self) -> dict[str, Any]:
+        """Return the wallet's balances: mine.trusted is what can be spent now, without
+        immature coinbases or unconfirmed coins from others."""
+        return await self._call("getbalances", [], wallet=True)

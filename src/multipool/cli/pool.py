@@ -13,6 +13,7 @@ import typer
 
 from multipool.accounting.database import create_engine, database_url, spool_directory
 from multipool.accounting.migrate import upgrade
+from multipool.accounting.rounds import RewardPolicy
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
@@ -53,6 +54,8 @@ async def run_engine(config: CoinConfig) -> None:
         async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
                                 cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
             tracker = BlockTracker(engine=database, daemon=daemon,
+                                   policy=RewardPolicy.from_config(config),
+                                   maturity=config.network.coinbase_maturity,
                                    logger=logger.getChild("blocks"))
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
                                 background=[writer.run, tracker.run])
