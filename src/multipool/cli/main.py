@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 
 from multipool import __version__
-from multipool.cli import db, demo, miner_cmd, pool
+from multipool.cli import db, demo, miner_cmd, payments, pool
 
 app = typer.Typer(help="Run many mining pools, one per coin, on one server.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(pool.app, name="pool")
 app.add_typer(db.app, name="db")
+app.add_typer(payments.app, name="payments")
 app.command("demo")(demo.demo)
 miner_cmd.register(app)
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ import typer
 
 from multipool.accounting.database import create_engine, database_url, spool_directory
 from multipool.accounting.migrate import upgrade
+from multipool.accounting.payments import PaymentProcessor
 from multipool.accounting.rounds import RewardPolicy
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
@@ -57,8 +59,11 @@ async def run_engine(config: CoinConfig) -> None:
                                    policy=RewardPolicy.from_config(config),
                                    maturity=config.network.coinbase_maturity,
                                    logger=logger.getChild("blocks"))
+            payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,
+                                                 logger=logger.getChild("payments"))
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
-                                background=[writer.run, tracker.run])
+                                background=[writer.run, tracker.run,
+                                            partial(payer.run, config.pool.payment_interval)])
             try:
                 await engine.run()
             except asyncio.CancelledError:
