@@ -294,17 +294,53 @@ class RegtestNetwork:
             time.sleep(0.05)
 
 
-def regtest_coin_config(node: RegtestNode, *, address: str, port: int, difficulty: float,
-                        pool_tag: str = "/multipool/", name: str = "regtest coin"
-                        ) -> CoinConfig:
+def regtest_coin_data(node: RegtestNode, *, address: str, port: int, difficulty: float,
+                      pool_tag: str = "/multipool/", **pool: Any) -> dict[str, Any]:
     """Given a running node, a pool address of its wallet and a stratum port, return the
-    validated coin config of a litecoin regtest pool on that node (fixed difficulty)."""
-    return parse_coin_config({
+    coin file contents (as parsed TOML) of a litecoin regtest pool on that node, at a
+    fixed difficulty; keyword arguments go into its ``[pool]`` table."""
+    return {
         "coin": {"name": "litecoin", "prefix": "ltc", "symbol": "LTC",
                  "algorithm": "scrypt", "network": "regtest"},
         "daemon": {"rpc_url": node.rpc_url, "rpc_user": node.rpc_user,
                    "rpc_password": node.rpc_password, "wallet": "pool"},
         "stratum": {"host": "127.0.0.1", "pool_tag": pool_tag,
                     "ports": [{"port": port, "difficulty": difficulty, "vardiff": False}]},
-        "pool": {"address": address},
-    }, name)
+        "pool": {"address": address, **pool},
+    }
+
+
+def regtest_coin_config(node: RegtestNode, *, address: str, port: int, difficulty: float,
+                        pool_tag: str = "/multipool/", name: str = "regtest coin",
+                        **pool: Any) -> CoinConfig:
+    """The validated :class:`CoinConfig` of :func:`regtest_coin_data`."""
+    return parse_coin_config(regtest_coin_data(node, address=address, port=port,
+                                               difficulty=difficulty, pool_tag=pool_tag,
+                                               **pool), name)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_coin_file(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write coin file contents (tables of plain values, as :func:`regtest_coin_data`
+    returns) as TOML; return the path."""
+    lines = []
+    for section, table in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        lines.append("")
+    path = Path(path)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

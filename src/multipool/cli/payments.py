@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -58,7 +59,11 @@ def _with_database(config: CoinConfig, work: Callable[[AsyncEngine], Awaitable[T
 @app.command("run")
 def run_command(coin: CoinOption, json_out: JsonOption = False,
                 log_level: Annotated[str, typer.Option(help="debug, info, warning or error")]
-                = "warning") -> None:
+                = "warning",
+                reconcile_grace: Annotated[float, typer.Option(
+                    min=0, help="seconds an unfinished batch must be old before a missing "
+                                "wallet transaction means it was never sent")] = 60.0,
+                ) -> None:
     """Reconcile unfinished batches, then pay every miner at or above min_payout, once."""
     config = _config(coin)
     setup_logging(log_level)
@@ -68,8 +73,9 @@ def run_command(coin: CoinOption, json_out: JsonOption = False,
         async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
                                 cookie_file=d.rpc_cookie, wallet=d.wallet,
                                 retry_for=30) as wallet:
-            return await PaymentProcessor.from_config(config, engine=engine,
-                                                      wallet=wallet).run_once()
+            payer = PaymentProcessor.from_config(config, engine=engine, wallet=wallet)
+            payer.reconcile_grace = timedelta(seconds=reconcile_grace)
+            return await payer.run_once()
     report = _with_database(config, work)
     if json_out:
         typer.echo(json.dumps(dataclasses.asdict(report)))
