@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from multipool.chain.rpc import DaemonError
 from multipool.devnet import REAL_BINARY, RegtestNetwork, find_litecoind
 
 HERE = Path(__file__).resolve().parent
@@ -45,3 +46,16 @@ def regtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNetwork
         pytest.fail(f"CI=true and {MISSING}")  # only reached in CI: otherwise skipped
     with RegtestNetwork(tmp_path_factory.mktemp("regtest"), nodes=2) as network:
         yield network
+
+
+@pytest.fixture
+def miners_wallet(regtest: RegtestNetwork) -> str:
+    """A wallet "miners" on node 0, apart from the pool's, that miners' payout addresses
+    come from; returns its name."""
+    node = regtest.nodes[0]
+    if "miners" not in node.rpc("listwallets"):
+        try:
+            node.rpc("loadwallet", "miners")
+        except DaemonError:  # not created yet
+            node.rpc("createwallet", "miners")
+    return "miners"

@@ -45,13 +45,8 @@ def received(node, address: str) -> int:
 
 @pytest.mark.parametrize("step", STEPS)
 async def test_kill_at_every_payment_step_pays_each_miner_exactly_once(
-        regtest: RegtestNetwork, tmp_path: Path, step: str):
+        regtest: RegtestNetwork, miners_wallet: str, tmp_path: Path, step: str):
     node = regtest.nodes[0]
-    if "miners" not in node.rpc("listwallets"):
-        try:
-            node.rpc("loadwallet", "miners")
-        except Exception:  # noqa: BLE001 - not created yet
-            node.rpc("createwallet", "miners")
     pool_address = node.rpc("getnewaddress", wallet="pool")
     # Enough mature coins in the pool wallet to pay every round.
     regtest.mine(101, pool_address)
