@@ -1,53 +1,15 @@
-"""Real database servers for the accounting tests: SQLite, and throwaway PostgreSQL and
-MariaDB servers on loopback (multipool.testdb), one of each per test session."""
+"""The accounting tests run on every backend: ``engine`` is a migrated engine on a fresh
+database of each (the servers come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.database import create_engine
 from multipool.accounting.migrate import upgrade
-from multipool.testdb import MariaDBServer, PostgresServer, find_mariadb, find_pg_bin
-
-BACKENDS = ["sqlite", "postgresql", "mariadb"]
-
-
-def _missing(what: str) -> None:
-    reason = f"{what} is not installed: run `make setup`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must not skip database tests)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def postgresql() -> Iterator[PostgresServer]:
-    if find_pg_bin() is None:
-        _missing("PostgreSQL")
-    with PostgresServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDBServer]:
-    if find_mariadb() is None:
-        _missing("MariaDB")
-    with MariaDBServer() as server:
-        yield server
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend, as a URL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'pool.db'}"
-    server = request.getfixturevalue(request.param)
-    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
