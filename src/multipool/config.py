@@ -354,6 +354,15 @@ def to_coins(units: int, decimals: int) -> Decimal:
     return Decimal(units).scaleb(-decimals).quantize(Decimal(1).scaleb(-decimals))
 
 
+def format_coins(units: int, decimals: int) -> str:
+    """Given an amount in the smallest unit, return it in coins for people to read.
+
+    >>> format_coins(0, 8), format_coins(150000000, 8)
+    ('0.00000000', '1.50000000')
+    """
+    return format(to_coins(units, decimals), "f")
+
+
 def load_coin_config(path: str | Path) -> CoinConfig:
     """Given the path of a coin TOML file, return its validated config."""
     file = str(path)

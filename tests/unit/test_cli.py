@@ -66,3 +66,32 @@ def test_db_upgrade_refuses_unknown_database(tmp_path: Path):
     result = runner.invoke(app, ["db", "upgrade", "--coin", str(coin)])
     assert result.exit_code == 2
     assert "unsupported database 'oracle'" in result.output
+
+
+def test_payments_pause_resume_and_status(tmp_path: Path):
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID)
+    status = runner.invoke(app, ["payments", "status", "--coin", str(coin), "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["paused"] is False
+    paused = runner.invoke(app, ["payments", "pause", "--coin", str(coin)])
+    assert paused.exit_code == 0 and "payments paused" in paused.output
+    report = json.loads(runner.invoke(
+        app, ["payments", "status", "--coin", str(coin), "--json"]).stdout)
+    assert report["paused"] is True
+    assert report["owed"] == 0 and report["batches"] == []
+    assert report["min_payout"] == 10_000_000  # the default 0.1 coin, in the smallest unit
+    human = runner.invoke(app, ["payments", "status", "--coin", str(coin)])
+    assert "paused" in human.output and "min_payout 0.10000000" in human.output
+    resumed = runner.invoke(app, ["payments", "resume", "--coin", str(coin)])
+    assert resumed.exit_code == 0
+    assert json.loads(runner.invoke(
+        app, ["payments", "status", "--coin", str(coin), "--json"]).stdout)["paused"] is False
+
+
+def test_payments_bad_config_names_file_and_key(tmp_path: Path):
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID.replace('fee_address = ', 'min_payout = -1\nfee_address = '))
+    result = runner.invoke(app, ["payments", "run", "--coin", str(coin)])
+    assert result.exit_code == 2
+    assert "pool.min_payout" in result.output and "greater than 0" in result.output

@@ -42,7 +42,7 @@ from multipool.accounting.rewards import POOL_FEE
 from multipool.accounting.schema import balances, payment_batches, payments, settings
 from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonError, DaemonOutcomeUnknown
-from multipool.config import CoinConfig, to_coins, to_units
+from multipool.config import CoinConfig, format_coins, to_coins, to_units
 from multipool.failpoints import failpoint
 
 COMMENT_PREFIX = "multipool-batch:"
@@ -172,8 +172,8 @@ class PaymentProcessor:
             owed = sum(amount for _, amount in due)
             self.logger.warning(
                 "wallet can spend %s, owed %s to %d miners: paying %d now, the rest when "
-                "more coins mature", to_coins(spendable, self.decimals),
-                to_coins(owed, self.decimals), len(due), len(chosen))
+                "more coins mature", format_coins(spendable, self.decimals),
+                format_coins(owed, self.decimals), len(due), len(chosen))
         queue = [chosen[i:i + self.max_recipients]
                  for i in range(0, len(chosen), self.max_recipients)]
         while queue:
@@ -192,7 +192,7 @@ class PaymentProcessor:
                 report.status = "stopped"
                 break
         if report.status == "paid" and report.paid:
-            report.message = (f"paid {to_coins(report.total, self.decimals)} to "
+            report.message = (f"paid {format_coins(report.total, self.decimals)} to "
                               f"{report.paid} miner(s) in {len(report.txids)} transaction(s)")
         return report
 
@@ -252,7 +252,7 @@ class PaymentProcessor:
         await self._record_sent(batch_id, txid)
         failpoint("payment:after_record")
         self.logger.info("batch %s: paid %s to %d miner(s) in %s", batch_id,
-                         to_coins(total, self.decimals), len(recipients), txid)
+                         format_coins(total, self.decimals), len(recipients), txid)
         report.batches.append(batch_id)
         report.txids.append(txid)
         report.paid += len(recipients)

@@ -23,7 +23,7 @@ from multipool.accounting.rewards import POOL_FEE
 from multipool.accounting.schema import balances, payment_batches
 from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.cli.logs import setup_logging
-from multipool.config import CoinConfig, load_coin_config, to_coins, to_units
+from multipool.config import CoinConfig, format_coins, load_coin_config, to_units
 from multipool.errors import ConfigError
 
 app = typer.Typer(help="Pay miners and manage a coin's payments.", no_args_is_help=True)
@@ -139,12 +139,12 @@ def status_command(coin: CoinOption, json_out: JsonOption = False) -> None:
     out = Console()
     state = "[yellow]paused[/]" if status["paused"] else "[green]running[/]"
     out.print(f"{config.coin.prefix}: payments {state}; owed "
-              f"{to_coins(status['owed'], decimals)} to {status['miners_owed']} miner(s), "
-              f"{to_coins(status['due'], decimals)} to {status['miners_due']} at or above "
-              f"min_payout {to_coins(threshold, decimals)}")
+              f"{format_coins(status['owed'], decimals)} to {status['miners_owed']} miner(s), "
+              f"{format_coins(status['due'], decimals)} to {status['miners_due']} at or above "
+              f"min_payout {format_coins(threshold, decimals)}", soft_wrap=True)
     if status["batches"]:
         table = Table("batch", "created", "status", "total", "txid")
         for b in status["batches"]:
             table.add_row(b["id"], b["created"][:19], b["status"],
-                          str(to_coins(b["total"], decimals)), b["txid"] or "")
+                          format_coins(b["total"], decimals), b["txid"] or "")
         out.print(table)
