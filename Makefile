@@ -21,3 +21,4 @@ lint: setup
 bench: setup
 	$(VENV)/python bench/shares_per_second.py
 	$(VENV)/python bench/idle_connections.py
+	$(VENV)/python bench/share_inserts.py
