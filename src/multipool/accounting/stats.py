@@ -1,0 +1,450 @@
+"""Share statistics: shares rolled up per minute, and the figures the web pages show.
+
+:class:`StatsRoller` adds new shares, in id order, to ``stats_minute`` (per minute,
+address and worker: accepted count, accepted difficulty, rejected count) and to
+``stats_rejects`` (per minute and stratum reject code). Each chunk of shares is read,
+added and recorded as rolled (settings row ``stats_last_share_id``) in one transaction,
+so a crash neither counts a share twice nor skips one. This relies on share ids becoming
+visible in id order, which the coin's single share writer guarantees (writer.py).
+
+Hashrate comes from difficulty: a share of difficulty ``d`` takes on average
+``d * 2**256 / diff1_target`` hashes (``2**48 / 0xffff``, about ``2**32``, per unit of
+sha256d difficulty; ``2**16`` times fewer for scrypt), so over a window::
+
+    hashrate = sum(accepted_difficulty) * 2**256 / diff1_target / window_seconds
+
+A window is made of whole minutes and ends where the current minute starts, because the
+current minute is still being rolled. Minutes are stored and returned as UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from multipool.accounting.schema import blocks, settings, shares, stats_minute, stats_rejects
+from multipool.accounting.writer import DATABASE_DOWN
+from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
+from multipool.errors import PoolError
+from multipool.stratum.protocol import OTHER
+
+# The settings row holding the id of the last share rolled up.
+PROGRESS = "stats_last_share_id"
+
+# An engine, or a connection the caller already holds (several queries, one snapshot).
+Source = AsyncEngine | AsyncConnection
+
+
+class StatsConflict(PoolError, RuntimeError):
+    """Another roller moved the progress while this one was rolling; nothing was added."""
+
+
+def as_utc(time: datetime) -> datetime:
+    """Given a datetime from the database, return it tz-aware in UTC (SQLite and MariaDB
+    hand back naive datetimes, which hold UTC here)."""
+    return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+
+
+def minute_of(time: datetime) -> datetime:
+    """Given a datetime, return the start of its minute in UTC.
+
+    >>> minute_of(datetime(2026, 1, 2, 3, 4, 59, 999, tzinfo=UTC))
+    datetime.datetime(2026, 1, 2, 3, 4, tzinfo=datetime.timezone.utc)
+    """
+    return as_utc(time).replace(second=0, microsecond=0)
+
+
+def hashes_per_difficulty(algorithm: str) -> float:
+    """Given an algorithm name, return the hashes one share of difficulty 1 takes on
+    average: ``2**256 / diff1_target``.
+
+    >>> hashes_per_difficulty("sha256d") == 2**48 / 0xFFFF
+    True
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    return 2**256 / ALGORITHMS[algorithm].diff1_target
+
+
+def _window(window_seconds: float, now: datetime | None) -> tuple[datetime, datetime]:
+    """The minutes [start, end) of a window ending where ``now``'s minute starts."""
+    if window_seconds <= 0 or window_seconds % 60:
+        raise ValueError(f"a window is a positive number of whole minutes, "
+                         f"not {window_seconds} s")
+    end = minute_of(now or datetime.now(UTC))
+    return end - timedelta(seconds=window_seconds), end
+
+
+def _fold(connection: AsyncConnection) -> Callable[[str], str]:
+    """How the database compares addresses and workers in keys. MariaDB's default
+    utf8mb4 collation ignores case, so ``rig1`` and ``Rig1`` are one stats row there;
+    worker names and addresses are ASCII (the stratum session checks them), for which
+    ``str.lower`` is that comparison."""
+    return str.lower if connection.dialect.name in ("mysql", "mariadb") else str
+
+
+@contextlib.asynccontextmanager
+async def _connection(source: Source) -> AsyncIterator[AsyncConnection]:
+    if isinstance(source, AsyncConnection):
+        yield source
+    else:
+        async with source.connect() as connection:
+            yield connection
+
+
+# -- rolling up ---------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Tally:
+    address: str
+    worker: str
+    accepted: int = 0
+    difficulty: float = 0.0
+    rejected: int = 0
+
+
+_ADD_MINUTE = (
+    update(stats_minute)
+    .where(stats_minute.c.minute == bindparam("k_minute"),
+           stats_minute.c.address == bindparam("k_address"),
+           stats_minute.c.worker == bindparam("k_worker"))
+    .values(accepted=stats_minute.c.accepted + bindparam("d_accepted"),
+            accepted_difficulty=stats_minute.c.accepted_difficulty
+            + bindparam("d_difficulty"),
+            rejected=stats_minute.c.rejected + bindparam("d_rejected")))
+
+_ADD_REJECTS = (
+    update(stats_rejects)
+    .where(stats_rejects.c.minute == bindparam("k_minute"),
+           stats_rejects.c.reject_code == bindparam("k_code"))
+    .values(count=stats_rejects.c.count + bindparam("d_count")))
+
+
+async def _progress(connection: AsyncConnection) -> int | None:
+    value = (await connection.execute(
+        select(settings.c.value).where(settings.c.name == PROGRESS)
+        .with_for_update())).scalar()
+    return None if value is None else int(value)
+
+
+async def _set_progress(connection: AsyncConnection, old: int | None, new: int) -> None:
+    """Move the progress from ``old`` to ``new``, refusing if another roller moved it
+    meanwhile (SQLite reads outside the write transaction, so the check is here)."""
+    if old is None:
+        # A concurrent first roll fails on the primary key instead.
+        await connection.execute(insert(settings).values(name=PROGRESS, value=str(new)))
+        return
+    result = await connection.execute(
+        update(settings).where(settings.c.name == PROGRESS, settings.c.value == str(old))
+        .values(value=str(new)))
+    if result.rowcount != 1:
+        raise StatsConflict(f"stats progress moved away from share {old} during a roll")
+
+
+async def _add_minutes(connection: AsyncConnection,
+                       tallies: dict[tuple[datetime, str, str], _Tally]) -> None:
+    """Add the tallies to stats_minute: existing rows are updated, new ones inserted."""
+    fold = _fold(connection)
+    first, last = min(key[0] for key in tallies), max(key[0] for key in tallies)
+    stored = {(as_utc(minute), fold(address), fold(worker)): (address, worker)
+              for minute, address, worker in (await connection.execute(
+                  select(stats_minute.c.minute, stats_minute.c.address, stats_minute.c.worker)
+                  .where(stats_minute.c.minute >= first, stats_minute.c.minute <= last)))}
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for key, tally in tallies.items():
+        if key in stored:
+            address, worker = stored[key]
+            updates.append({"k_minute": key[0], "k_address": address, "k_worker": worker,
+                            "d_accepted": tally.accepted, "d_difficulty": tally.difficulty,
+                            "d_rejected": tally.rejected})
+        else:
+            inserts.append({"minute": key[0], "address": tally.address,
+                            "worker": tally.worker, "accepted": tally.accepted,
+                            "accepted_difficulty": tally.difficulty,
+                            "rejected": tally.rejected})
+    if updates:
+        await connection.execute(_ADD_MINUTE, updates)
+    if inserts:
+        await connection.execute(insert(stats_minute), inserts)
+
+
+async def _add_rejects(connection: AsyncConnection,
+                       rejects: Counter[tuple[datetime, int]]) -> None:
+    """Add the reject counts to stats_rejects: existing rows are updated, new ones
+    inserted."""
+    if not rejects:
+        return
+    first, last = min(key[0] for key in rejects), max(key[0] for key in rejects)
+    stored = {(as_utc(minute), code) for minute, code in (await connection.execute(
+        select(stats_rejects.c.minute, stats_rejects.c.reject_code)
+        .where(stats_rejects.c.minute >= first, stats_rejects.c.minute <= last)))}
+    updates = [{"k_minute": minute, "k_code": code, "d_count": count}
+               for (minute, code), count in rejects.items() if (minute, code) in stored]
+    inserts = [{"minute": minute, "reject_code": code, "count": count}
+               for (minute, code), count in rejects.items() if (minute, code) not in stored]
+    if updates:
+        await connection.execute(_ADD_REJECTS, updates)
+    if inserts:
+        await connection.execute(insert(stats_rejects), inserts)
+
+
+class StatsRoller:
+    """Rolls new shares up into the per-minute statistics, one chunk per transaction."""
+
+    # Shares read per transaction: bounds memory (a few tens of MB) and lock time.
+    CHUNK_SIZE = 50_000
+
+    def __init__(self, engine: AsyncEngine, *, chunk_size: int = CHUNK_SIZE,
+                 logger: logging.Logger | None = None):
+        self.engine = engine
+        self.chunk_size = chunk_size
+        self.logger = logger or logging.getLogger(__name__)
+
+    async def run(self, interval: float = 60.0) -> None:
+        """Roll every ``interval`` seconds until cancelled; a database outage (or another
+        roller's interference) is logged and tried again next time."""
+        while True:
+            try:
+                rolled = await self.roll()
+            except (StatsConflict, *DATABASE_DOWN) as exc:
+                self.logger.warning("stats roll-up failed, will retry: %s", exc)
+            else:
+                self.logger.debug("rolled up %d shares", rolled)
+            await asyncio.sleep(interval)
+
+    async def roll(self) -> int:
+        """Roll up every share not rolled yet; return how many were rolled."""
+        total = 0
+        while True:
+            rolled = await self._roll_chunk()
+            total += rolled
+            if rolled < self.chunk_size:
+                return total
+
+    async def _roll_chunk(self) -> int:
+        async with self.engine.begin() as connection:
+            last = await _progress(connection)
+            rows = (await connection.execute(
+                select(shares.c.id, shares.c.time, shares.c.address, shares.c.worker,
+                       shares.c.difficulty, shares.c.accepted, shares.c.reject_code)
+                .where(shares.c.id > (last or 0)).order_by(shares.c.id)
+                .limit(self.chunk_size))).all()
+            if not rows:
+                return 0
+            fold = _fold(connection)
+            tallies: dict[tuple[datetime, str, str], _Tally] = {}
+            rejects: Counter[tuple[datetime, int]] = Counter()
+            for row in rows:
+                minute = minute_of(row.time)
+                key = (minute, fold(row.address), fold(row.worker))
+                tally = tallies.get(key)
+                if tally is None:
+                    tally = tallies[key] = _Tally(row.address, row.worker)
+                if row.accepted:
+                    tally.accepted += 1
+                    tally.difficulty += float(row.difficulty)
+                else:
+                    tally.rejected += 1
+                    rejects[minute, row.reject_code or OTHER] += 1
+            # Written first: on SQLite this takes the write lock and checks nobody else
+            # rolled these shares since they were read.
+            await _set_progress(connection, last, rows[-1].id)
+            await _add_minutes(connection, tallies)
+            await _add_rejects(connection, rejects)
+        return len(rows)
+
+
+async def prune_stats(engine: AsyncEngine, older_than: datetime) -> int:
+    """Delete the statistics of minutes before ``older_than``; return the rows deleted."""
+    async with engine.begin() as connection:
+        deleted = 0
+        for table in (stats_minute, stats_rejects):
+            result = await connection.execute(delete(table).where(table.c.minute < older_than))
+            deleted += result.rowcount
+    return deleted
+
+
+# -- queries for the web pages and the CLI --------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One worker of a miner over a window."""
+
+    worker: str
+    hashrate: float  # hashes per second
+    accepted: int
+    rejected: int
+    # The newest share of the window (exact, from the shares table), None if unknown.
+    last_share: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShareCounts:
+    """Valid shares, and invalid ones per stratum reject code."""
+
+    valid: int
+    invalid: dict[int, int]
+
+    @property
+    def invalid_total(self) -> int:
+        return sum(self.invalid.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveMiners:
+    """Addresses, and address + worker pairs, that sent shares in a window."""
+
+    miners: int
+    workers: int
+
+
+async def hashrate(source: Source, *, algorithm: str, window_seconds: float,
+                   now: datetime | None = None, address: str | None = None,
+                   worker: str | None = None) -> float:
+    """Given a window of whole minutes, return the hashrate (hashes/s) of the pool, or of
+    one miner or worker, over the window ending where ``now``'s minute starts::
+
+        sum(accepted_difficulty) * 2**256 / diff1_target / window_seconds
+
+    e.g. 600 difficulty-1 sha256d shares in 10 minutes are ``2**48 / 0xffff`` H/s, about
+    4.29 GH/s.
+    """
+    start, end = _window(window_seconds, now)
+    query = (select(func.coalesce(func.sum(stats_minute.c.accepted_difficulty), 0.0))
+             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end))
+    if address is not None:
+        query = query.where(stats_minute.c.address == address)
+    if worker is not None:
+        query = query.where(stats_minute.c.worker == worker)
+    async with _connection(source) as connection:
+        total = (await connection.execute(query)).scalar_one()
+    return float(total) * hashes_per_difficulty(algorithm) / window_seconds
+
+
+async def hashrate_history(source: Source, *, algorithm: str, since: datetime,
+                           now: datetime | None = None, bucket_seconds: int = 60,
+                           address: str | None = None) -> list[tuple[datetime, float]]:
+    """Given a start time, return the hashrate (hashes/s) of the pool or one miner in
+    buckets of ``bucket_seconds`` (whole minutes) for a chart: ``(bucket start, H/s)``,
+    oldest first, empty buckets as 0, the last one ending where ``now``'s minute starts."""
+    if bucket_seconds <= 0 or bucket_seconds % 60:
+        raise ValueError(f"a bucket is a positive number of whole minutes, "
+                         f"not {bucket_seconds} s")
+    end = minute_of(now or datetime.now(UTC))
+    count = max(0, math.ceil((end - minute_of(since)).total_seconds() / bucket_seconds))
+    start = end - timedelta(seconds=count * bucket_seconds)
+    query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
+             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
+             .group_by(stats_minute.c.minute))
+    if address is not None:
+        query = query.where(stats_minute.c.address == address)
+    async with _connection(source) as connection:
+        rows = (await connection.execute(query)).all()
+    totals = [0.0] * count
+    for minute, difficulty in rows:
+        bucket = int((as_utc(minute) - start).total_seconds()) // bucket_seconds
+        totals[bucket] += float(difficulty)
+    scale = hashes_per_difficulty(algorithm) / bucket_seconds
+    return [(start + timedelta(seconds=i * bucket_seconds), total * scale)
+            for i, total in enumerate(totals)]
+
+
+async def workers(source: Source, address: str, window_seconds: float, *, algorithm: str,
+                  now: datetime | None = None) -> list[WorkerStats]:
+    """Given a miner's address, return its workers that sent shares in the window (whole
+    minutes ending where ``now``'s minute starts; the last share may be newer, up to
+    ``now``), sorted by name."""
+    start, end = _window(window_seconds, now)
+    scale = hashes_per_difficulty(algorithm) / window_seconds
+    async with _connection(source) as connection:
+        fold = _fold(connection)
+        rolled = (await connection.execute(
+            select(stats_minute.c.worker, func.sum(stats_minute.c.accepted_difficulty),
+                   func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+            .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
+                   stats_minute.c.minute < end)
+            .group_by(stats_minute.c.worker))).all()
+        latest = (await connection.execute(
+            select(shares.c.worker, func.max(shares.c.time))
+            .where(shares.c.address == address, shares.c.time >= start,
+                   shares.c.time <= (now or datetime.now(UTC)))
+            .group_by(shares.c.worker))).all()
+    last_share = {fold(worker): as_utc(time) for worker, time in latest}
+    found = {fold(worker): WorkerStats(worker, float(difficulty) * scale, int(accepted),
+                                       int(rejected), last_share.get(fold(worker)))
+             for worker, difficulty, accepted, rejected in rolled}
+    for worker, _ in latest:
+        if fold(worker) not in found:
+            found[fold(worker)] = WorkerStats(worker, 0.0, 0, 0, last_share[fold(worker)])
+    return sorted(found.values(), key=lambda stats: stats.worker)
+
+
+async def share_counts(source: Source, since: datetime) -> ShareCounts:
+    """Given a time, return the valid and invalid shares of the minutes starting at or
+    after it."""
+    async with _connection(source) as connection:
+        valid = (await connection.execute(
+            select(func.coalesce(func.sum(stats_minute.c.accepted), 0))
+            .where(stats_minute.c.minute >= since))).scalar_one()
+        invalid = (await connection.execute(
+            select(stats_rejects.c.reject_code, func.sum(stats_rejects.c.count))
+            .where(stats_rejects.c.minute >= since)
+            .group_by(stats_rejects.c.reject_code))).all()
+    return ShareCounts(int(valid), {code: int(count) for code, count in invalid})
+
+
+async def round_effort(source: Source, algorithm: str, *,
+                       network_difficulty: float | None = None) -> float | None:
+    """Return the current round's effort (1.0 = the work a block takes on average): the
+    accepted difficulty of the shares after the newest block's last share, divided by
+    the network difficulty in share units. None before the first block.
+
+    The daemon reports network difficulty in sha256d difficulty-1 units; in the
+    algorithm's share units it is ``network_difficulty * diff1_target /
+    SHA256D_DIFF1_TARGET`` (x 65536 for scrypt). ``network_difficulty`` overrides the
+    newest block's, e.g. with the daemon's current one; given, it also gives an effort
+    before the first block.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    async with _connection(source) as connection:
+        newest = (await connection.execute(
+            select(blocks.c.last_share_id, blocks.c.network_difficulty)
+            .order_by(blocks.c.id.desc()).limit(1))).first()
+        after, difficulty = 0, network_difficulty
+        if newest is not None:
+            after = newest.last_share_id or 0
+            if difficulty is None:
+                difficulty = float(newest.network_difficulty)
+        if difficulty is None:
+            return None
+        work = (await connection.execute(
+            select(func.coalesce(func.sum(shares.c.difficulty), 0.0))
+            .where(shares.c.id > after, shares.c.accepted))).scalar_one()
+    expected = difficulty * ALGORITHMS[algorithm].diff1_target / SHA256D_DIFF1_TARGET
+    return float(work) / expected
+
+
+async def active_miners(source: Source, window_seconds: float, *,
+                        now: datetime | None = None) -> ActiveMiners:
+    """Return how many addresses, and address + worker pairs, sent shares (valid or not)
+    in the window of whole minutes ending where ``now``'s minute starts."""
+    start, end = _window(window_seconds, now)
+    pairs = (select(stats_minute.c.address, stats_minute.c.worker).distinct()
+             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
+             .subquery())
+    async with _connection(source) as connection:
+        miners, pair_count = (await connection.execute(
+            select(func.count(pairs.c.address.distinct()), func.count()))).one()
+    return ActiveMiners(int(miners), int(pair_count))
