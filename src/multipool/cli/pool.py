@@ -16,6 +16,7 @@ from multipool.accounting.database import create_engine, database_url, spool_dir
 from multipool.accounting.migrate import upgrade
 from multipool.accounting.payments import PaymentProcessor
 from multipool.accounting.rounds import RewardPolicy
+from multipool.accounting.stats import StatsRoller
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
@@ -61,8 +62,9 @@ async def run_engine(config: CoinConfig) -> None:
                                    logger=logger.getChild("blocks"))
             payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,
                                                  logger=logger.getChild("payments"))
+            stats = StatsRoller(database, logger=logger.getChild("stats"))
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
-                                background=[writer.run, tracker.run,
+                                background=[writer.run, tracker.run, stats.run,
                                             partial(payer.run, config.pool.payment_interval)])
             try:
                 await engine.run()
