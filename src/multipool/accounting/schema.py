@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.dialects.mysql import DOUBLE
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -33,6 +34,10 @@ metadata = MetaData(naming_convention={
 # Longest address of any supported coin (bech32 P2WSH/P2TR are 62-64 characters) with room.
 ADDRESS = 100
 WORKER = 64
+# A double everywhere: MySQL/MariaDB's plain FLOAT is single precision, and its text
+# protocol hands it back with 6 significant digits (0.0009765625 read as 0.000976562),
+# which would change the PPLNS window and the weights on that backend alone.
+FLOAT64 = Float().with_variant(DOUBLE(asdecimal=False), "mysql", "mariadb")
 
 shares = Table(
     "shares", metadata,
@@ -44,8 +49,8 @@ shares = Table(
     Column("address", String(ADDRESS), nullable=False),
     Column("worker", String(WORKER), nullable=False),
     Column("ip", String(45), nullable=False),
-    Column("difficulty", Float, nullable=False),
-    Column("share_difficulty", Float, nullable=False),
+    Column("difficulty", FLOAT64, nullable=False),
+    Column("share_difficulty", FLOAT64, nullable=False),
     Column("accepted", Boolean, nullable=False),
     Column("reject_code", Integer),
     Index(None, "time"),
@@ -61,9 +66,9 @@ blocks = Table(
     Column("address", String(ADDRESS), nullable=False),
     Column("worker", String(WORKER), nullable=False),
     Column("reward", BigInteger, nullable=False),
-    Column("network_difficulty", Float, nullable=False),
+    Column("network_difficulty", FLOAT64, nullable=False),
     # Sum of share difficulty in the round / network difficulty (1.0 = as expected).
-    Column("effort", Float),
+    Column("effort", FLOAT64),
     # The last share of the round: the PPLNS window ends here.
     Column("last_share_id", BigInteger),
     # pending -> confirmed | orphaned
@@ -155,7 +160,7 @@ stats_minute = Table(
     Column("address", String(ADDRESS), primary_key=True),
     Column("worker", String(WORKER), primary_key=True),
     Column("accepted", Integer, nullable=False),
-    Column("accepted_difficulty", Float, nullable=False),
+    Column("accepted_difficulty", FLOAT64, nullable=False),
     Column("rejected", Integer, nullable=False),
     Index(None, "address", "minute"),
 )
