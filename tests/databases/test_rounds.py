@@ -135,7 +135,7 @@ def expected_split(reward: int, weights: dict[str, Fraction], fee_percent: str,
                    fee_key: str) -> dict[str, int]:
     """fee = floor(reward x percent / 100); each miner floor(rest x weight / total); the
     pool fee entry takes the fee and every unit that rounding left over."""
-    fee = math.floor(reward * Fraction(fee_percent) / 100)
+    fee = math.floor(reward * Fraction(str(fee_percent)) / 100)
     rest = reward - fee
     total = sum(weights.values(), Fraction(0))
     amounts: dict[str, int] = {}
@@ -311,7 +311,7 @@ async def test_solo_finder_takes_all_but_the_fee(engine: AsyncEngine, fee: str,
                                network_difficulty=0.5, address=DAVE)
     amounts = await split(engine, block_id, RewardPolicy(
         scheme="solo", fee_percent=float(fee), fee_address=fee_address))
-    fee_units = reward * Fraction(fee) // 100
+    fee_units = reward * Fraction(str(fee)) // 100
     fee_key = fee_address if fee_address is not None else ""
     assert amounts == {DAVE: reward - fee_units, fee_key: fee_units}
     assert await snapshot(engine, block_id) == amounts

@@ -48,11 +48,10 @@ def regtest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegtestNetwork
         yield network
 
 
-@pytest.fixture
-def miners_wallet(regtest: RegtestNetwork) -> str:
-    """A wallet "miners" on node 0, apart from the pool's, that miners' payout addresses
-    come from; returns its name."""
-    node = regtest.nodes[0]
+def add_miners_wallet(network: RegtestNetwork) -> str:
+    """Create (or load) a wallet "miners" on node 0, apart from the pool's, that miners'
+    payout addresses come from; return its name."""
+    node = network.nodes[0]
     if "miners" not in node.rpc("listwallets"):
         try:
             node.rpc("loadwallet", "miners")

@@ -51,7 +51,7 @@ def test_split_sums_exactly_and_nobody_goes_negative(reward, share_list, fee, fe
     assert all(isinstance(v, int) and v >= 0 for v in amounts.values())
     total = sum(weights.values(), Fraction(0))
     fee_key = fee_address if fee_address is not None else POOL_FEE
-    to_miners = reward - int(reward * Fraction(fee) / 100)
+    to_miners = reward - int(reward * Fraction(str(fee)) / 100)
     for address, weight in weights.items():
         if total == 0 or address == fee_key:
             continue
@@ -81,3 +81,15 @@ def test_solo_is_the_finder_with_weight_one():
 def test_bad_arguments_are_refused(reward, fee):
     with pytest.raises(ValueError):
         split_reward(reward, {"a": 1}, fee_percent=fee)
+
+
+@pytest.mark.parametrize(("reward", "percent", "fee"), [
+    (10_000, 0.29, 29),      # binary 0.29 is 0.28999...: the fee must still be 29
+    (100, 0.29, 0),          # floor(0.29)
+    (5_000_000_000, 1.1, 55_000_000),
+    (12_345, 2.5, 308),      # floor(308.625)
+])
+def test_fee_uses_the_percent_as_written(reward: int, percent: float, fee: int):
+    amounts = split_reward(reward, {"a": Fraction(1)}, fee_percent=percent)
+    assert amounts[POOL_FEE] == fee
+    assert amounts["a"] == reward - fee

@@ -87,7 +87,8 @@ def split_reward(reward: int, weights: Mapping[str, Fraction | float], *,
     """Given a block reward (smallest unit), the miners' weights and the pool fee, return
     the amount for each address, the fee under ``fee_address`` (or :data:`POOL_FEE`).
 
-    The fee is ``floor(reward x fee_percent / 100)``; the rest is divided in proportion to
+    The fee is ``floor(reward x fee_percent / 100)``, the percent read as the decimal
+    number it is written as; the rest is divided in proportion to
     the weights, each share rounded down; the rounding remainder joins the fee. With no
     weight at all (a block whose round is empty), everything is fee.
 
@@ -101,7 +102,8 @@ def split_reward(reward: int, weights: Mapping[str, Fraction | float], *,
     if any(w < 0 for w in weights.values()):
         raise ValueError("weights must not be negative")
     fee_key = fee_address if fee_address is not None else POOL_FEE
-    fee = int(reward * Fraction(fee_percent) / 100)
+    # The percent as the operator wrote it (0.29, not the binary 0.28999999999999998).
+    fee = int(reward * Fraction(str(fee_percent)) / 100)
     to_miners = reward - fee
     total = sum((Fraction(w) for w in weights.values()), Fraction(0))
     amounts: dict[str, int] = {}
