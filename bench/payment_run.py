@@ -52,7 +52,7 @@ from multipool.accounting.database import create_engine
 from multipool.accounting.migrate import upgrade
 from multipool.accounting.payments import PaymentProcessor
 from multipool.accounting.schema import balances
-from multipool.chain.address import address_to_script
+from multipool.chain.address import address_to_script, encode_segwit_address
 from multipool.chain.networks import NETWORKS
 from multipool.chain.rpc import DaemonClient
 from multipool.devnet import RegtestNetwork, RegtestNode
@@ -69,8 +69,6 @@ HALVING = 150
 MATURITY = 100
 MWEB_HEIGHT = 432  # a block template at this height needs a peg-in: stay below
 
-_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 
 class LoopStalls:
@@ -111,44 +109,11 @@ def available_backends() -> list[str]:
     return found
 
 
-def _polymod(values: list[int]) -> int:
-    chk = 1
-    for value in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ value
-        for i, generator in enumerate(_GENERATOR):
-            if (top >> i) & 1:
-                chk ^= generator
-    return chk
-
-
-def p2wpkh_address(hrp: str, key_hash: bytes) -> str:
-    """Given a bech32 prefix and a 20-byte key hash, return the segwit v0 address (BIP173).
-
-    multipool.chain.address only decodes (a pool never has to write an address), so the
-    encoder is here; every address it makes is decoded back with multipool's decoder.
-    """
-    acc = bits = 0
-    data = [0]  # witness version 0
-    for byte in key_hash:
-        acc = (acc << 8) | byte
-        bits += 8
-        while bits >= 5:
-            bits -= 5
-            data.append((acc >> bits) & 31)
-    if bits:
-        data.append((acc << (5 - bits)) & 31)
-    expanded = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
-    checksum = _polymod(expanded + data + [0] * 6) ^ 1
-    data += [(checksum >> 5 * (5 - i)) & 31 for i in range(6)]
-    return hrp + "1" + "".join(_CHARSET[d] for d in data)
-
-
 def miner_addresses(count: int, rng: random.Random) -> list[str]:
     addresses = []
     for _ in range(count):
         key_hash = rng.randbytes(20)
-        address = p2wpkh_address(PARAMS.bech32_hrp or "", key_hash)
+        address = encode_segwit_address(PARAMS.bech32_hrp or "", 0, key_hash)
         assert address_to_script(address, PARAMS) == b"\x00\x14" + key_hash
         addresses.append(address)
     return addresses

@@ -20,9 +20,11 @@ import pytest
 
 from multipool.chain.address import (
     Bech32Variant,
+    _regroup_5_to_8,
     address_to_script,
     decode_base58check,
     decode_bech32,
+    encode_segwit_address,
     validate_address,
 )
 from multipool.chain.networks import NETWORKS, NetworkParams, get_network
@@ -477,3 +479,21 @@ def test_get_network_refuses_unknown_names_listing_choices(coin: str, network: s
     with pytest.raises(ConfigError) as caught:
         get_network(coin, network)
     assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(("address", "hrp"), [
+    # BIP173 / BIP350 valid segwit addresses, decoded then encoded back.
+    ("BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4", "bc"),
+    ("tb1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3q0sl5k7", "tb"),
+    ("bc1pw508d6qejxtdg4y5r3zarvary0c5xw7kw508d6qejxtdg4y5r3zarvary0c5xw7kt5nd6y", "bc"),
+    ("BC1SW50QGDZ25J", "bc"),
+    ("bc1zw508d6qejxtdg4y5r3zarvaryvaxxpcs", "bc"),
+    ("tb1pqqqqp399et2xygdj5xreqhjjvcmzhxw4aywxecjdzew6hylgvsesf3hn0c", "tb"),
+    ("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0", "bc"),
+])
+def test_segwit_encoder_round_trips_bip_vectors(address: str, hrp: str):
+    decoded_hrp, data, _ = decode_bech32(address)
+    version = data[0]
+    program = _regroup_5_to_8(address, data[1:])
+    assert decoded_hrp == hrp
+    assert encode_segwit_address(hrp, version, program) == address.lower()

@@ -18,6 +18,7 @@ __all__ = [
     "address_to_script",
     "decode_base58check",
     "decode_bech32",
+    "encode_segwit_address",
     "validate_address",
 ]
 
@@ -115,6 +116,32 @@ def decode_bech32(text: str) -> tuple[str, list[int], Bech32Variant]:
         if residue == variant.value:
             return hrp, data[:-_CHECKSUM_CHARS], variant
     raise _reject(text, "has a bad checksum")
+
+
+def encode_segwit_address(hrp: str, version: int, program: bytes) -> str:
+    """Given a bech32 prefix, a witness version and program, return the segwit address
+    (bech32 for version 0, bech32m above: BIP173, BIP350). Used to make payout addresses
+    for tests and benchmarks; the pool itself only ever reads addresses.
+
+    >>> encode_segwit_address("bc", 0, bytes.fromhex("751e76e8199196d454941c45d1b3a323f1433bd6"))
+    'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4'
+    """
+    if not 0 <= version <= 16:
+        raise ValueError(f"witness version must be 0..16, got {version}")
+    acc = bits = 0
+    data = [version]
+    for byte in program:
+        acc = (acc << 8) | byte
+        bits += 8
+        while bits >= 5:
+            bits -= 5
+            data.append((acc >> bits) & 31)
+    if bits:
+        data.append((acc << (5 - bits)) & 31)
+    constant = (Bech32Variant.BECH32 if version == 0 else Bech32Variant.BECH32M).value
+    checksum = _polymod(_hrp_expand(hrp) + data + [0] * _CHECKSUM_CHARS) ^ constant
+    data += [(checksum >> 5 * (_CHECKSUM_CHARS - 1 - i)) & 31 for i in range(_CHECKSUM_CHARS)]
+    return hrp + "1" + "".join(_BECH32_CHARSET[d] for d in data)
 
 
 def _regroup_5_to_8(text: str, groups: list[int]) -> bytes:
