@@ -9,10 +9,11 @@ never paid out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from multipool.accounting.schema import balances, ledger
@@ -24,6 +25,9 @@ PAYMENT = "payment"
 PAYMENT_REFUND = "payment_refund"
 TX_FEE = "tx_fee"
 ADJUSTMENT = "adjustment"
+
+# Addresses per IN (...) list: far below every backend's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,48 @@ async def post(connection: AsyncConnection, *, address: str, amount: int, kind: 
     await connection.execute(insert(ledger).values(
         time=datetime.now(UTC), address=address, amount=amount, kind=kind,
         block_id=block_id, batch_id=batch_id, note=note))
+
+
+async def post_many(connection: AsyncConnection, entries: Sequence[tuple[str, int]], *,
+                    kind: str, block_id: int | None = None, batch_id: str | None = None,
+                    note: str | None = None) -> None:
+    """:func:`post` for many (address, amount) entries at once, in a handful of
+    statements whatever their number (a payment batch, a block's credits)."""
+    if not entries:
+        return
+    if len({address for address, _ in entries}) != len(entries):
+        raise ValueError("post_many needs each address once")
+    if not all(isinstance(amount, int) for _, amount in entries):
+        raise TypeError("ledger amounts are integers in the smallest unit")
+    addresses = [address for address, _ in entries]
+    known: set[str] = set()
+    for start in range(0, len(addresses), _IN_CHUNK):
+        known.update((await connection.execute(
+            select(balances.c.address)
+            .where(balances.c.address.in_(addresses[start:start + _IN_CHUNK])))).scalars())
+    fresh = [{"address": a, "amount": v} for a, v in entries if a not in known]
+    if fresh:
+        await connection.execute(insert(balances), fresh)
+    held = [{"b_address": a, "b_amount": v} for a, v in entries if a in known]
+    if held:
+        await connection.execute(
+            update(balances).where(balances.c.address == bindparam("b_address"))
+            .values(amount=balances.c.amount + bindparam("b_amount")), held)
+    now = datetime.now(UTC)
+    await connection.execute(insert(ledger), [
+        {"time": now, "address": a, "amount": v, "kind": kind, "block_id": block_id,
+         "batch_id": batch_id, "note": note} for a, v in entries])
+
+
+async def balances_of(connection: AsyncConnection, addresses: Sequence[str]) -> dict[str, int]:
+    """The balances of many addresses (0 for one without a row)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(addresses), _IN_CHUNK):
+        rows = (await connection.execute(
+            select(balances.c.address, balances.c.amount)
+            .where(balances.c.address.in_(addresses[start:start + _IN_CHUNK])))).all()
+        found.update((str(a), int(v)) for a, v in rows)
+    return {address: found.get(address, 0) for address in addresses}
 
 
 async def balance_of(connection: AsyncConnection, address: str) -> int:

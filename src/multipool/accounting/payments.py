@@ -220,18 +220,17 @@ class PaymentProcessor:
         total = sum(amount for _, amount in recipients)
         failpoint("payment:before_intent")
         async with self.engine.begin() as connection:
-            for address, amount in recipients:
-                held = await bookkeeping.balance_of(connection, address)
-                if held < amount:  # cannot happen while the lock is held; refuse anyway
-                    raise RuntimeError(f"balance of {address} is {held}, below {amount}")
+            held = await bookkeeping.balances_of(connection, [a for a, _ in recipients])
+            short = [(a, held[a], v) for a, v in recipients if held[a] < v]
+            if short:  # cannot happen while the lock is held; refuse anyway
+                raise RuntimeError(f"balances below the amounts to pay: {short[:3]}")
             await connection.execute(insert(payment_batches).values(
                 id=batch_id, created=datetime.now(UTC), status="intent", total=total))
             await connection.execute(insert(payments), [
                 {"batch_id": batch_id, "address": address, "amount": amount}
                 for address, amount in recipients])
-            for address, amount in recipients:
-                await bookkeeping.post(connection, address=address, amount=-amount,
-                                       kind=bookkeeping.PAYMENT, batch_id=batch_id)
+            await bookkeeping.post_many(connection, [(a, -v) for a, v in recipients],
+                                        kind=bookkeeping.PAYMENT, batch_id=batch_id)
         failpoint("payment:after_intent")
         try:
             txid = await self.wallet.sendmany(
@@ -287,10 +286,9 @@ class PaymentProcessor:
             rows = (await connection.execute(
                 select(payments.c.address, payments.c.amount)
                 .where(payments.c.batch_id == batch_id))).all()
-            for address, amount in rows:
-                await bookkeeping.post(connection, address=address, amount=int(amount),
-                                       kind=bookkeeping.PAYMENT_REFUND, batch_id=batch_id,
-                                       note=reason[:200])
+            await bookkeeping.post_many(connection, [(str(a), int(v)) for a, v in rows],
+                                        kind=bookkeeping.PAYMENT_REFUND, batch_id=batch_id,
+                                        note=reason[:200])
 
     async def reconcile(self) -> tuple[int, int, int]:
         """Settle every batch left at intent; return (found sent, failed, too recent)."""

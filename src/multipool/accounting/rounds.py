@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from multipool.config import CoinConfig
 
 SCHEMES = ("pplns", "prop", "solo")
-# Shares read per query while filling a PPLNS window.
-PAGE = 20_000
+# Shares read per query while filling a PPLNS window: small enough that one page holds
+# the event loop (and the stratum server in it) for well under 50 ms.
+PAGE = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +178,10 @@ async def credit_block(connection: AsyncConnection, block_id: int) -> int:
         select(block_rewards.c.address, block_rewards.c.amount)
         .where(block_rewards.c.block_id == block_id)
         .order_by(block_rewards.c.address))).all()
-    for address, amount in rows:
-        kind = bookkeeping.POOL_FEE_CREDIT if address == POOL_FEE else bookkeeping.BLOCK_CREDIT
-        await bookkeeping.post(connection, address=address, amount=int(amount), kind=kind,
-                          block_id=block_id)
+    miners = [(str(a), int(v)) for a, v in rows if a != POOL_FEE]
+    fee = [(str(a), int(v)) for a, v in rows if a == POOL_FEE]
+    await bookkeeping.post_many(connection, miners, kind=bookkeeping.BLOCK_CREDIT,
+                                block_id=block_id)
+    await bookkeeping.post_many(connection, fee, kind=bookkeeping.POOL_FEE_CREDIT,
+                                block_id=block_id)
     return sum(int(amount) for _, amount in rows)
