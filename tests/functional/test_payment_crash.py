@@ -5,8 +5,10 @@ the smallest unit, and the ledger explains every balance."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
+import signal
 import subprocess
 import sys
 from decimal import Decimal
@@ -25,7 +27,8 @@ from tests.functional.conftest import add_miners_wallet
 
 STEPS = ["payment:before_intent", "payment:after_intent", "payment:after_send",
          "payment:after_record"]
-ROUNDS = 3
+# Kills per step; raise it for a longer soak (MULTIPOOL_CRASH_ROUNDS=20 make test).
+ROUNDS = int(os.environ.get("MULTIPOOL_CRASH_ROUNDS", "3"))
 MIN_PAYOUT = Decimal("0.01")
 
 
@@ -112,5 +115,64 @@ async def test_kill_at_every_payment_step_pays_each_miner_exactly_once(
         # Each paid miner appears in exactly one sent batch; none is left unfinished.
         assert sorted(sent) == sorted(a for a, v in owed.items() if v >= threshold)
         assert unfinished == []
+    finally:
+        await engine.dispose()
+
+
+async def test_pool_engine_killed_after_send_pays_once_after_restart(net: RegtestNetwork,
+                                                                    tmp_path: Path):
+    """The same through `multipool pool serve`, which pays every payment_interval: the
+    engine dies by SIGKILL right after sendmany; restarted, it reconciles the batch from
+    the wallet comment instead of paying again."""
+    node = net.nodes[0]
+    pool_address = node.rpc("getnewaddress", wallet="pool")
+    database_file = tmp_path / "pool.db"
+    coin_file = write_coin_file(tmp_path / "ltc.toml", regtest_coin_data(
+        node, address=pool_address, port=free_port(), difficulty=1.0,
+        min_payout=float(MIN_PAYOUT), payment_interval=0.5,
+        database=f"sqlite:///{database_file}"))
+    engine = create_engine(f"sqlite:///{database_file}")
+    await upgrade(engine)
+    debts = {node.rpc("getnewaddress", wallet="miners"): 12_345_678 * (i + 1) for i in range(3)}
+    try:
+        async with engine.begin() as connection:
+            for address, amount in debts.items():
+                await bookkeeping.post(connection, address=address, amount=amount,
+                                       kind=bookkeeping.ADJUSTMENT)
+        command = [sys.executable, "-m", "multipool.cli", "pool", "serve", "--coin",
+                   str(coin_file), "--allow-root"]
+        env = {**os.environ, "MULTIPOOL_FAILPOINT": "payment:after_send"}
+        killed = subprocess.run(command, env=env, capture_output=True, text=True,
+                                timeout=120, check=False)
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        async with engine.connect() as connection:
+            at_intent = (await connection.execute(
+                select(payment_batches.c.id)
+                .where(payment_batches.c.status == "intent"))).scalars().all()
+        assert len(at_intent) == 1  # the engine died between send and record
+        env.pop("MULTIPOOL_FAILPOINT")
+        restarted = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            async with asyncio.timeout(60):
+                while True:
+                    async with engine.connect() as connection:
+                        status = (await connection.execute(
+                            select(payment_batches.c.status)
+                            .where(payment_batches.c.id == at_intent[0]))).scalar()
+                    if status == "sent":
+                        break
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(1.5)  # three more payment runs: none may pay again
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            _, stderr = restarted.communicate(timeout=30)
+        assert restarted.returncode == 0, stderr[-2000:]
+        assert "reconciled batch" in stderr
+        for address, amount in debts.items():
+            assert received(node, address) == amount
+        async with engine.connect() as connection:
+            assert await bookkeeping.ledger_mismatches(connection) == []
+            batches = (await connection.execute(select(payment_batches.c.status))).scalars()
+            assert list(batches) == ["sent"]
     finally:
         await engine.dispose()

@@ -43,7 +43,7 @@ class Algorithm:
     name: str
     pow_hash: Callable[[bytes], bytes]
     diff1_target: int
-    # scrypt hashing is ~300x slower than sha256d: its checks go to a thread pool.
+    # scrypt hashing is ~300x slower than sha256d: its checks go to worker processes.
     slow: bool
 
     def difficulty_to_target(self, difficulty: float) -> int:

@@ -13,8 +13,12 @@ the raw two-thread scrypt rate and left a third of a core idle, processes 81 %.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -27,11 +31,32 @@ def hash_many(pow_hash: Callable[[bytes], bytes], headers: list[bytes]) -> list[
     return [pow_hash(header) for header in headers]
 
 
+# linux/prctl.h
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: die with the engine, even when it is killed with -9.
+
+    A worker otherwise outlives a killed engine: it waits on a queue whose write end it
+    holds itself, so it never sees end-of-file, and it keeps the engine's stdout/stderr
+    open. On Linux the kernel kills it when its parent goes (PR_SET_PDEATHSIG); the
+    parent check covers a parent that died before that was set.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool for share checks. 'spawn' because forking a process that runs an
-    event loop and threads copies their state half-way."""
+    event loop and threads copies their state half-way. Workers are started from the
+    calling thread (the event loop's), which lives as long as the engine: the kernel's
+    parent-death signal follows the thread that created a process."""
     return ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("spawn"))
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
 
 
 class HashBatcher:
