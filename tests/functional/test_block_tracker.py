@@ -4,10 +4,11 @@ real litecoind; an orphan is made with invalidateblock, as a reorganisation woul
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from multipool.accounting.bookkeeping import ledger_mismatches
 from multipool.accounting.database import create_engine
@@ -107,3 +108,41 @@ async def test_pool_blocks_are_persisted_then_confirmed_or_orphaned(net: Regtest
         assert held == sum(reward for _, h, reward, *_ in found_rows if h != orphan_height)
         assert mismatches == []
     await database.dispose()
+
+
+async def test_tracker_waits_out_a_daemon_restart(net: RegtestNetwork, tmp_path: Path):
+    """A check that starts while the daemon is down waits for it (the client retries),
+    then confirms and credits as usual; nothing is marked while the daemon is away."""
+    node = net.nodes[0]
+    address = node.rpc("getnewaddress", "", "bech32", wallet="pool")
+    block_hash = node.rpc("generatetoaddress", 1, address)[0]
+    header = node.rpc("getblockheader", block_hash)
+    node.rpc("generatetoaddress", 101, node.rpc("getnewaddress", wallet="pool"))
+    database = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    await upgrade(database)
+    async with database.begin() as connection:  # as if the pool had found it
+        await connection.execute(insert(blocks).values(
+            height=header["height"], hash=block_hash, time=datetime.now(UTC), address=address,
+            worker="rig", reward=5_000_000_000, network_difficulty=1.0, last_share_id=None,
+            status="pending", confirmations=0))
+    policy = RewardPolicy(scheme="solo", fee_percent=1.0)
+    try:
+        async with DaemonClient(node.rpc_url, user=node.rpc_user,
+                                password=node.rpc_password) as daemon:
+            tracker = BlockTracker(engine=database, daemon=daemon, policy=policy)
+            node.stop()
+            check = asyncio.create_task(tracker.check())
+            await asyncio.sleep(1.5)
+            assert not check.done()  # waiting for the daemon, not failing
+            async with database.connect() as connection:
+                assert (await connection.execute(select(blocks.c.status))).scalar() == "pending"
+            node.start()
+            net.connect()
+            moved = await asyncio.wait_for(check, 60)
+        assert moved["confirmed"] == 1
+        async with database.connect() as connection:
+            held = dict((await connection.execute(
+                select(balances.c.address, balances.c.amount))).all())
+        assert held == {address: 4_950_000_000, "": 50_000_000}  # solo: finder less 1 %
+    finally:
+        await database.dispose()
