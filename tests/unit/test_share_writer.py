@@ -4,6 +4,7 @@ committed offset run on all three databases in tests/databases."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sqlalchemy.pool import NullPool
 
 from multipool.accounting.database import async_url
 from multipool.accounting.migrate import upgrade
+from multipool.accounting.rounds import RewardPolicy
 from multipool.accounting.schema import blocks, shares
+from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.stratum.sink import BlockRecord, ShareRecord
 
@@ -73,3 +76,50 @@ async def test_database_away_spools_then_replays_exactly_once_in_order(tmp_path:
                   ).scalar()
     assert (found["height"], found["reward"], found["last_share_id"]) == (900, 123, finder)
     await engine.dispose()
+
+
+async def test_a_written_block_wakes_the_tracker_and_shares_alone_do_not(tmp_path: Path):
+    engine = await make_engine(tmp_path / "db")
+    woken: list[int] = []
+    writer = ShareWriter(engine=engine, spool_dir=tmp_path / "spool",
+                         on_block=lambda: woken.append(1))
+    writer.record_share(share(1))
+    await writer.flush()
+    assert woken == []
+    writer.record_share(share(2))
+    writer.record_block(BlockRecord(
+        time=time.time(), height=901, hash_hex="ab" * 32, address="addr", worker="w0",
+        reward=1, network_difficulty=1.0, accepted=True, result=None))
+    await writer.flush()
+    assert woken == [1]
+    await engine.dispose()
+
+
+async def test_tracker_wake_checks_at_once(tmp_path: Path):
+    engine = await make_engine(tmp_path / "db")
+
+    class Chain:  # no daemon needed: no block is pending, only the tip is asked
+        calls = 0
+
+        async def getblockcount(self) -> int:
+            Chain.calls += 1
+            return 10
+
+        async def getblockheader(self, hash_hex: str, verbose: bool = True):
+            raise AssertionError("no block to look up")
+
+    tracker = BlockTracker(engine=engine, daemon=Chain(),
+                           policy=RewardPolicy(scheme="pplns", fee_percent=1.0))
+    task = asyncio.create_task(tracker.run(interval=3600))
+    try:
+        async with asyncio.timeout(5):
+            while Chain.calls < 1:
+                await asyncio.sleep(0.01)
+            tracker.wake()
+            while Chain.calls < 2:  # well before the hour-long interval
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.dispose()
+    assert Chain.calls == 2

@@ -15,6 +15,7 @@ is final, so a block is credited exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -44,6 +45,7 @@ class BlockTracker:
         self.engine = engine
         self.daemon = daemon
         self.policy = policy
+        self._wake = asyncio.Event()
         self.maturity = maturity
         self.margin = margin
         self.logger = logger or logging.getLogger(__name__)
@@ -56,7 +58,16 @@ class BlockTracker:
                 await self.check()
             except (DaemonError, *DATABASE_DOWN) as exc:
                 self.logger.warning("block check failed, will retry: %s", exc)
-            await asyncio.sleep(interval)
+            # asyncio.timeout, not wait_for: see JobManager._refresh_loop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Check now rather than at the next interval: a block was just recorded, and its
+        reward snapshot is written at once."""
+        self._wake.set()
 
     async def _confirmations(self, hash_hex: str) -> int:
         """Confirmations of a block; -1 when it is not on the best chain."""

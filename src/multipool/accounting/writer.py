@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,11 @@ class ShareWriter(ShareSink):
     def __init__(self, *, engine: AsyncEngine, spool_dir: str | Path,
                  batch_size: int = 500, flush_interval: float = 1.0,
                  max_buffer: int = 100_000, replay_chunk: int = 5_000,
-                 retry_interval: float = 2.0, logger: logging.Logger | None = None):
+                 retry_interval: float = 2.0, logger: logging.Logger | None = None,
+                 on_block: Callable[[], None] | None = None):
         self.engine = engine
+        # Called once a block row is in the database (the block tracker's wake()).
+        self.on_block = on_block
         self.spool = ShareSpool(spool_dir)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -176,7 +180,12 @@ class ShareWriter(ShareSink):
             return False
         self._up()
         self.written += len(rows)
+        self._announce_blocks(rows)
         return True
+
+    def _announce_blocks(self, rows: list[dict[str, Any]]) -> None:
+        if self.on_block is not None and any(row.get("kind") == "block" for row in rows):
+            self.on_block()
 
     async def _replay(self) -> None:
         for path in self.spool.files():
@@ -203,6 +212,7 @@ class ShareWriter(ShareSink):
                     return
                 self._up()
                 self.replayed += len(rows)
+                self._announce_blocks(rows)
                 if not rows and self.spool.finish(path, new_offset):
                     self.logger.info("replayed spool file %s", path.name)
                     break

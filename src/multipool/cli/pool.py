@@ -60,6 +60,7 @@ async def run_engine(config: CoinConfig) -> None:
                                    policy=RewardPolicy.from_config(config),
                                    maturity=config.network.coinbase_maturity,
                                    logger=logger.getChild("blocks"))
+            writer.on_block = tracker.wake  # a found block's snapshot is written at once
             payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,
                                                  logger=logger.getChild("payments"))
             stats = StatsRoller(database, logger=logger.getChild("stats"))
