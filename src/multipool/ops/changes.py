@@ -31,7 +31,7 @@ class Change:
     operation: str  # "files.directory", "users.system_user", ...
     target: str  # the path, user or unit it changes
     summary: str  # what changes, for people: "create (ltcd:ltcd 0700)"
-    apply: Callable[[], None] = field(repr=False, compare=False)
+    apply: Callable[[], object] = field(repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.operation} {self.target}: {self.summary}"
