@@ -8,7 +8,7 @@ and the reason, and nothing is returned until the whole file is valid.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,12 @@ class DaemonSection:
     ref: str | None = None
     build: tuple[str, ...] = ()
     binary: str | None = None
+    # Written by `multipool coin add`: the daemon's config file name and p2p port, and for
+    # regtest the ports of the companion node that gives the daemon its one peer.
+    conf: str | None = None
+    p2p_port: int | None = None
+    peer_p2p_port: int | None = None
+    peer_rpc_port: int | None = None
     template_rules: tuple[str, ...] = ("segwit",)
     template_refresh: float = 30.0
     poll_interval: float = 1.0
@@ -93,7 +99,8 @@ class StratumSection:
 
 @dataclass(frozen=True, slots=True)
 class PoolSection:
-    address: str
+    # None: the engine takes an address of the pool wallet on first start and keeps it.
+    address: str | None
     scheme: str = "pplns"
     fee_percent: float = 1.0
     fee_address: str | None = None
@@ -104,6 +111,9 @@ class PoolSection:
     pplns_factor: float = 2.0
     # Most recipients in one payment transaction; bigger runs are split.
     payment_max_recipients: int = 200
+    # Where the engine keeps its state (spool, default SQLite database, pool address);
+    # None: beside the coin file.
+    state_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +275,10 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         ref=d.string("ref"),
         build=d.strings("build", ()),
         binary=d.string("binary"),
+        conf=d.string("conf"),
+        p2p_port=d.integer("p2p_port", None, low=1, high=65535),
+        peer_p2p_port=d.integer("peer_p2p_port", None, low=1, high=65535),
+        peer_rpc_port=d.integer("peer_rpc_port", None, low=1, high=65535),
         template_rules=d.strings("template_rules", _default_rules(coin.name)),
         template_refresh=d.number("template_refresh", 30.0, positive=True),
         poll_interval=d.number("poll_interval", 1.0, positive=True),
@@ -305,7 +319,7 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
 
     p = _Section(data["pool"], file, "pool")
     pool = PoolSection(
-        address=p.string("address", _REQUIRED),
+        address=p.string("address"),
         scheme=p.string("scheme", "pplns", choices=("pplns", "prop", "solo")),
         fee_percent=p.number("fee_percent", 1.0),
         fee_address=p.string("fee_address"),
@@ -314,18 +328,27 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         database=p.string("database"),
         pplns_factor=p.number("pplns_factor", 2.0, positive=True),
         payment_max_recipients=p.integer("payment_max_recipients", 200, low=1, high=5000),
+        state_dir=p.string("state_dir"),
     )
     p.check_unknown()
     _check(file, "pool.fee_percent", pool.fee_percent < 100, "must be below 100")
     _check(file, "pool.min_payout", to_units(pool.min_payout, network.decimals) > 0,
            f"must be at least one smallest unit (10^-{network.decimals}), got "
            f"{pool.min_payout!r}")
-    payout_script = _address_script(pool.address, network, file, "pool.address")
+    payout_script = (b"" if pool.address is None
+                     else _address_script(pool.address, network, file, "pool.address"))
     if pool.fee_address is not None:
         _address_script(pool.fee_address, network, file, "pool.fee_address")
 
     return CoinConfig(path=file, coin=coin, daemon=daemon, stratum=stratum, pool=pool,
                       network=network, payout_script=payout_script)
+
+
+def with_pool_address(config: CoinConfig, address: str) -> CoinConfig:
+    """Given a config without ``[pool] address`` and an address of the pool wallet, return
+    the config with it (checked against the coin's network like one from the file)."""
+    script = _address_script(address, config.network, config.path, "pool.address")
+    return replace(config, pool=replace(config.pool, address=address), payout_script=script)
 
 
 def _default_rules(coin_name: str) -> tuple[str, ...]:
@@ -365,13 +388,67 @@ def format_coins(units: int, decimals: int) -> str:
 
 def load_coin_config(path: str | Path) -> CoinConfig:
     """Given the path of a coin TOML file, return its validated config."""
+    return parse_coin_config(_read_toml(path), str(path))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """A whole multipool.toml, validated: the server's root, mode and shared settings."""
+
+    path: str
+    root: str
+    mode: str = "system"  # system | local
+    public_host: str = "localhost"
+    # "sqlite" (a file per coin in pool/<prefix>/), or the URL of a PostgreSQL or MariaDB
+    # account that may create databases and roles: one database and role per coin.
+    database: str = "sqlite"
+    web_listen: str = "127.0.0.1:8080"
+    web_routing: str = "path"  # path | subdomain
+
+
+def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
+    """Given the parsed TOML of multipool.toml and its name (for messages), return the
+    validated :class:`ServerConfig` or raise :class:`ConfigError`."""
+    unknown = sorted(set(data) - {"server", "database", "web"})
+    if unknown:
+        raise ConfigError("unknown section", file=file, key=unknown[0])
+    _check(file, "server", "server" in data, "section is required")
+    s = _Section(data["server"], file, "server")
+    root = s.string("root", _REQUIRED)
+    mode = s.string("mode", "system", choices=("system", "local"))
+    public_host = s.string("public_host", "localhost")
+    s.check_unknown()
+    _check(file, "server.root", root.startswith("/"), f"must be an absolute path, got {root!r}")
+    d = _Section(data.get("database", {}), file, "database")
+    database = d.string("url", "sqlite")
+    d.check_unknown()
+    scheme = urlsplit(database).scheme.split("+")[0]
+    _check(file, "database.url", database == "sqlite"
+           or scheme in ("postgresql", "postgres", "mysql", "mariadb"),
+           f"must be sqlite or a postgresql:// or mysql:// URL, got {database!r}")
+    w = _Section(data.get("web", {}), file, "web")
+    listen = w.string("listen", "127.0.0.1:8080")
+    routing = w.string("routing", "path", choices=("path", "subdomain"))
+    w.check_unknown()
+    host, _, port = listen.rpartition(":")
+    _check(file, "web.listen", bool(host) and port.isdigit() and 0 < int(port) < 65536,
+           f"must be HOST:PORT, got {listen!r}")
+    return ServerConfig(path=file, root=root, mode=mode, public_host=public_host,
+                        database=database, web_listen=listen, web_routing=routing)
+
+
+def _read_toml(path: str | Path) -> dict[str, Any]:
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=file) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", file=file) from None
-    return parse_coin_config(data, file)
+
+
+def load_server_config(path: str | Path) -> ServerConfig:
+    """Given the path of multipool.toml, return its validated config."""
+    return parse_server_config(_read_toml(path), str(path))

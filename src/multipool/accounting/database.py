@@ -51,14 +51,21 @@ def default_sqlite_url(directory: str | Path) -> str:
     return f"sqlite:///{Path(directory).resolve() / 'pool.db'}"
 
 
+def state_directory(config: CoinConfig) -> Path:
+    """Where the engine keeps its state: ``[pool] state_dir``, or beside the coin file."""
+    if config.pool.state_dir is not None:
+        return Path(config.pool.state_dir)
+    return Path(config.path).parent
+
+
 def database_url(config: CoinConfig) -> str:
-    """The coin's database: ``[pool] database``, or pool.db beside the coin file."""
-    return config.pool.database or default_sqlite_url(Path(config.path).parent)
+    """The coin's database: ``[pool] database``, or pool.db in the state directory."""
+    return config.pool.database or default_sqlite_url(state_directory(config))
 
 
 def spool_directory(config: CoinConfig) -> Path:
-    """Where the coin's shares wait while its database is away: beside the coin file."""
-    return Path(config.path).parent / f"spool-{config.coin.prefix}"
+    """Where the coin's shares wait while its database is away."""
+    return state_directory(config) / f"spool-{config.coin.prefix}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

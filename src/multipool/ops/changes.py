@@ -181,3 +181,25 @@ def system_user(name: str, *, home: Path, groups: tuple[str, ...] = ()) -> list[
         changes.append(Change("users.system_user", name, f"home {entry.pw_dir} -> {home}",
                               lambda: run_command(["usermod", "--home", str(home), name])))
     return changes
+
+
+def _missing_packages(names: tuple[str, ...]) -> list[str]:
+    missing = []
+    for name in names:
+        result = run_command(["dpkg-query", "-W", "-f=${Status}", name], check=False)
+        if "install ok installed" not in result.stdout:
+            missing.append(name)
+    return missing
+
+
+def apt_packages(names: tuple[str, ...]) -> list[Change]:
+    """Debian packages installed with apt-get (one change for all that are missing)."""
+    missing = _missing_packages(names)
+    if not missing:
+        return []
+
+    def install() -> None:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run_command(["apt-get", "update", "-q"], env=env, timeout=600)
+        run_command(["apt-get", "install", "-y", "-q", *missing], env=env, timeout=1800)
+    return [Change("packages.apt", " ".join(missing), "install", install)]

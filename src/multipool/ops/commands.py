@@ -42,12 +42,12 @@ def masked(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:
     return line
 
 
-def as_user_argv(user: str, argv: Sequence[str]) -> list[str]:
+def as_user_argv(user: str, argv: Sequence[str], *, reset_env: bool = True) -> list[str]:
     """Given a user name and argv, return argv that runs it as that user with the user's
-    groups only and a clean environment (setpriv, from util-linux)."""
+    groups only (setpriv, from util-linux), by default with a clean environment."""
     entry = pwd.getpwnam(user)
     return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-            "--init-groups", "--reset-env", "--", *argv]
+            "--init-groups", *(["--reset-env"] if reset_env else []), "--", *argv]
 
 
 def run_command(argv: Sequence[str], *, user: str | None = None, cwd: str | Path | None = None,

@@ -1,0 +1,85 @@
+"""`multipool init`: the server tree, its config file, the shared users and packages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from multipool.config import ServerConfig, load_server_config
+from multipool.errors import ConfigError
+from multipool.ops import changes
+from multipool.ops.changes import Change
+from multipool.ops.layout import Layout
+
+DEFAULT_ROOT = Path("/opt/multipool")
+# What a server needs before any coin: git for coins built from source, sqlite3 for the
+# operator to look into a pool's database.
+SYSTEM_PACKAGES = ("git", "ca-certificates", "sqlite3")
+
+
+def server_config_text(root: Path, mode: str, public_host: str = "localhost") -> str:
+    return (
+        "# multipool server config. Coins live in coin/<prefix>/coin.toml.\n"
+        "[server]\n"
+        f'root = "{root}"\n'
+        f'mode = "{mode}"              # system | local\n'
+        f'public_host = "{public_host}"\n'
+        "\n"
+        "[database]\n"
+        'url = "sqlite"               # or a PostgreSQL/MariaDB admin URL\n'
+        "\n"
+        "[web]\n"
+        'listen = "127.0.0.1:8080"\n'
+        'routing = "path"             # path | subdomain\n'
+    )
+
+
+def check_mode(mode: str) -> None:
+    if mode == "system" and os.geteuid() != 0:
+        raise ConfigError("system mode creates users and installs packages: run as root, "
+                          "or use --mode local", key="--mode")
+
+
+def existing_server(layout: Layout) -> ServerConfig | None:
+    """The server config already at the root, refused if it disagrees with the layout."""
+    if not layout.config_file.exists():
+        return None
+    config = load_server_config(layout.config_file)
+    if Path(config.root) != layout.root:
+        raise ConfigError(f"says root {config.root!r}, but this is {str(layout.root)!r}",
+                          file=config.path, key="server.root")
+    if config.mode != layout.mode:
+        raise ConfigError(f"says mode {config.mode!r}; `init --mode {layout.mode}` would "
+                          f"change it: edit the file or use --mode {config.mode}",
+                          file=config.path, key="server.mode")
+    return config
+
+
+def init_changes(layout: Layout, *, install_packages: bool = True) -> list[Change]:
+    """Given the wanted layout, return what `init` must change (nothing the second time)."""
+    check_mode(layout.mode)
+    existing = existing_server(layout)
+    plan: list[Change] = []
+    if layout.system:
+        if install_packages:
+            plan += changes.apt_packages(SYSTEM_PACKAGES)
+        for user in (layout.build_user, layout.web_user):
+            assert user is not None
+            plan += changes.system_user(user, home=layout.root)
+    for entry in layout.server_entries():
+        plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
+                                  mode=entry.mode)
+    if existing is None:
+        plan += changes.file(layout.config_file, server_config_text(layout.root, layout.mode),
+                             owner=layout.admin, group=layout.admin, mode=0o644)
+    return plan
+
+
+def open_layout(root: Path) -> Layout:
+    """The layout of an initialised server, from its multipool.toml."""
+    config_file = root / "multipool.toml"
+    if not config_file.exists():
+        raise ConfigError(f"no multipool.toml in {root}: run `multipool init --root {root}` "
+                          "first", file=str(config_file))
+    config = load_server_config(config_file)
+    return Layout(Path(config.root), config.mode)
