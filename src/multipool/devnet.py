@@ -28,6 +28,7 @@ from typing import Any
 
 from multipool.chain.rpc import RPC_IN_WARMUP, DaemonAuthError, DaemonError
 from multipool.config import CoinConfig, parse_coin_config
+from multipool.tomlwrite import toml_document
 
 REAL_BINARY = "/usr/lib/litecoin/litecoind"
 START_TIMEOUT = 60.0
@@ -319,28 +320,9 @@ def regtest_coin_config(node: RegtestNode, *, address: str, port: int, difficult
                                                **pool), name)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def write_coin_file(path: str | Path, data: dict[str, Any]) -> Path:
     """Write coin file contents (tables of plain values, as :func:`regtest_coin_data`
     returns) as TOML; return the path."""
-    lines = []
-    for section, table in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-        lines.append("")
     path = Path(path)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(toml_document(data), encoding="utf-8")
     return path

@@ -357,3 +357,17 @@ class DaemonClient:
         """Return the wallet's balances: mine.trusted is what can be spent now, without
         immature coinbases or unconfirmed coins from others."""
         return await self._call("getbalances", [], wallet=True)
+
+    # --- wallets (node-level calls, not sent to the wallet URL) --------------------------
+
+    async def listwallets(self) -> list[str]:
+        """Return the names of the wallets the daemon has loaded."""
+        return await self._call("listwallets", [])
+
+    async def loadwallet(self, name: str) -> dict[str, Any]:
+        """Given a wallet name in the datadir, load it; -18 when there is none."""
+        return await self._call("loadwallet", [name], idempotent=False)
+
+    async def createwallet(self, name: str) -> dict[str, Any]:
+        """Given a new wallet name, create and load it; -4 when it exists already."""
+        return await self._call("createwallet", [name], idempotent=False)

@@ -12,7 +12,12 @@ from typing import Annotated
 
 import typer
 
-from multipool.accounting.database import create_engine, database_url, spool_directory
+from multipool.accounting.database import (
+    create_engine,
+    database_url,
+    spool_directory,
+    state_directory,
+)
 from multipool.accounting.migrate import upgrade
 from multipool.accounting.payments import PaymentProcessor
 from multipool.accounting.rounds import RewardPolicy
@@ -20,8 +25,9 @@ from multipool.accounting.stats import StatsRoller
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
+from multipool.chain.wallet import ensure_wallet, kept_address
 from multipool.cli.logs import setup_logging
-from multipool.config import CoinConfig, load_coin_config
+from multipool.config import CoinConfig, load_coin_config, with_pool_address
 from multipool.engine import PoolEngine
 from multipool.errors import ConfigError
 
@@ -56,6 +62,14 @@ async def run_engine(config: CoinConfig) -> None:
                              logger=logger.getChild("shares"))
         async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
                                 cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
+            if d.wallet is not None:
+                await ensure_wallet(daemon, d.wallet, logger)
+            if config.pool.address is None:
+                if d.wallet is None:
+                    raise ConfigError("needs [daemon] wallet to take an address from",
+                                      file=config.path, key="pool.address")
+                address = await kept_address(daemon, state_directory(config), logger)
+                config = with_pool_address(config, address)
             tracker = BlockTracker(engine=database, daemon=daemon,
                                    policy=RewardPolicy.from_config(config),
                                    maturity=config.network.coinbase_maturity,

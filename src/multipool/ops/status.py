@@ -1,0 +1,135 @@
+"""`multipool status`: what an operator checks first, for every coin of the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from multipool.accounting.database import create_engine, database_url
+from multipool.accounting.schema import balances, blocks, payment_batches
+from multipool.accounting.stats import active_miners, hashrate
+from multipool.chain.rpc import DaemonClient, DaemonError
+from multipool.config import CoinConfig
+from multipool.errors import PoolError
+from multipool.ops.layout import Layout
+
+# Hashrate and miners over the last 10 minutes of the stats roll-ups.
+WINDOW_SECONDS = 600.0
+
+
+@dataclass
+class CoinStatus:
+    prefix: str
+    name: str
+    network: str
+    daemon_up: bool = False
+    daemon_error: str | None = None
+    blocks: int | None = None
+    headers: int | None = None
+    peers: int | None = None
+    initial_download: bool | None = None
+    synced: bool = False
+    stratum_ports: tuple[int, ...] = ()
+    stratum_listening: bool = False
+    miners: int | None = None
+    workers: int | None = None
+    hashrate: float | None = None
+    last_block_height: int | None = None
+    last_block_time: str | None = None
+    last_block_status: str | None = None
+    unpaid: int | None = None  # smallest units owed to miners
+    last_payment_time: str | None = None
+    last_payment_status: str | None = None
+    database_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def port_listening(host: str, port: int) -> bool:
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104
+    try:
+        async with asyncio.timeout(2):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def _daemon_status(status: CoinStatus, config: CoinConfig) -> None:
+    d = config.daemon
+    try:
+        async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
+                                cookie_file=d.rpc_cookie, timeout=5.0, retry_for=0.0) as daemon:
+            info = await daemon.getblockchaininfo()
+            status.peers = await daemon.getconnectioncount()
+    except DaemonError as exc:
+        status.daemon_error = str(exc)
+        return
+    status.daemon_up = True
+    status.blocks, status.headers = info.get("blocks"), info.get("headers")
+    status.initial_download = bool(info.get("initialblockdownload"))
+    status.synced = (not status.initial_download and status.peers > 0
+                     and status.blocks == status.headers)
+
+
+async def _database_status(status: CoinStatus, config: CoinConfig) -> None:
+    url = database_url(config)
+    sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if sqlite_file is not None and not Path(sqlite_file).exists():
+        # Opening it would create it, owned by whoever runs status.
+        status.database_error = "no database yet: the pool engine has not run"
+        return
+    engine = create_engine(url)
+    try:
+        algorithm = config.coin.algorithm
+        status.hashrate = await hashrate(engine, algorithm=algorithm,
+                                         window_seconds=WINDOW_SECONDS)
+        active = await active_miners(engine, WINDOW_SECONDS)
+        status.miners, status.workers = active.miners, active.workers
+        async with engine.connect() as connection:
+            last = (await connection.execute(
+                select(blocks.c.height, blocks.c.time, blocks.c.status)
+                .order_by(blocks.c.id.desc()).limit(1))).first()
+            if last is not None:
+                status.last_block_height = last.height
+                status.last_block_time = str(last.time)[:19]
+                status.last_block_status = last.status
+            status.unpaid = int((await connection.execute(
+                select(func.coalesce(func.sum(balances.c.amount), 0))
+                .where(balances.c.address != "", balances.c.amount > 0))).scalar_one())
+            payment = (await connection.execute(
+                select(payment_batches.c.created, payment_batches.c.status)
+                .order_by(payment_batches.c.created.desc()).limit(1))).first()
+            if payment is not None:
+                status.last_payment_time = str(payment.created)[:19]
+                status.last_payment_status = payment.status
+    except (PoolError, OSError) as exc:
+        status.database_error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a missing or new database
+        status.database_error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        await engine.dispose()
+
+
+async def coin_status(config: CoinConfig) -> CoinStatus:
+    status = CoinStatus(prefix=config.coin.prefix, name=config.coin.name,
+                        network=config.coin.network,
+                        stratum_ports=tuple(p.port for p in config.stratum.ports))
+    listening = [port_listening(config.stratum.host, port) for port in status.stratum_ports]
+    results = await asyncio.gather(_daemon_status(status, config),
+                                   _database_status(status, config), *listening)
+    status.stratum_listening = any(results[2:])
+    return status
+
+
+async def server_status(layout: Layout, configs: list[CoinConfig]) -> list[CoinStatus]:
+    return list(await asyncio.gather(*(coin_status(config) for config in configs)))
