@@ -99,3 +99,15 @@ def test_installed_package_needs_no_change():
     found = changes.apt_packages(("dpkg", "multipool-no-such-package"))
     assert [(c.operation, c.target) for c in found] == [
         ("packages.apt", "multipool-no-such-package")]
+
+
+def test_run_command_passes_the_environment_and_masks_secrets():
+    from multipool.ops.commands import CommandError, run_command
+
+    result = run_command(["sh", "-c", 'echo "$FOO"'], env={"FOO": "bar", "PATH": "/usr/bin:/bin"})
+    assert result.stdout == "bar\n"
+    with pytest.raises(CommandError) as info:
+        run_command(["sh", "-c", "echo hunter2; exit 3", "hunter2"], secrets=["hunter2"])
+    assert info.value.returncode == 3
+    assert "hunter2" not in str(info.value)
+    assert "`sh -c echo ******; exit 3 ******` failed with exit code 3" in str(info.value)

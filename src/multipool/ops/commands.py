@@ -47,7 +47,9 @@ def as_user_argv(user: str, argv: Sequence[str], *, reset_env: bool = True) -> l
     groups only (setpriv, from util-linux), by default with a clean environment."""
     entry = pwd.getpwnam(user)
     return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}",
-            "--init-groups", *(["--reset-env"] if reset_env else []), "--", *argv]
+            # No setuid program may raise the privileges of what runs (a hostile build).
+            "--init-groups", "--no-new-privs", *(["--reset-env"] if reset_env else []),
+            "--", *argv]
 
 
 def run_command(argv: Sequence[str], *, user: str | None = None, cwd: str | Path | None = None,
@@ -63,9 +65,9 @@ def run_command(argv: Sequence[str], *, user: str | None = None, cwd: str | Path
     logger.debug("running %s", line)
     try:
         # The chokepoint itself: argv lists only, never a shell.
-        result = subprocess.run(final, cwd=cwd,  # noqa: S603 env=dict(env) if env is not None else None,
-                                capture_output=True, text=True, timeout=timeout, check=False,
-                                input=input_text)
+        result = subprocess.run(  # noqa: S603
+            final, cwd=cwd, env=dict(env) if env is not None else None, capture_output=True,
+            text=True, timeout=timeout, check=False, input=input_text)
     except FileNotFoundError:
         raise CommandError(line, 127, f"{final[0]}: command not found") from None
     except subprocess.TimeoutExpired as exc:
