@@ -187,7 +187,7 @@ def _missing_packages(names: tuple[str, ...]) -> list[str]:
     missing = []
     for name in names:
         result = run_command(["dpkg-query", "-W", "-f=${Status}", name], check=False)
-        if "install ok installed" not in result.stdout:
+        if result.returncode != 0 or result.stdout.split()[-1:] != ["installed"]:
             missing.append(name)
     return missing
 

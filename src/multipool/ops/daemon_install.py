@@ -357,18 +357,11 @@ def _package_changes(layout: Layout, prefix: str, package: str,
     if package_installed(package):
         return _link_changes(link, package_binary(package, binary))
 
-    def apt_install() -> None:
-        try:
-            run_command(["env", "DEBIAN_FRONTEND=noninteractive",
-                         "apt-get", "install", "-y", package])
-        except CommandError as exc:
-            raise InstallError(f"apt-get install {package} failed: {exc}") from exc
-
     def link_after_install() -> None:
         for change in _link_changes(link, package_binary(package, binary)):
             change.apply()
 
-    return [Change("packages.apt", package, "install (apt-get install -y)", apt_install),
+    return [*ops_changes.apt_packages((package,)),
             Change("files.link", str(link),
                    f"create -> the {_basename(binary)} of package {package}",
                    link_after_install)]
