@@ -70,6 +70,13 @@ async def run_engine(config: CoinConfig) -> None:
                                       file=config.path, key="pool.address")
                 address = await kept_address(daemon, state_directory(config), logger)
                 config = with_pool_address(config, address)
+            if config.coin.network == "regtest" and await daemon.getblockcount() == 0:
+                # An empty regtest chain stays in initial block download, which gives no
+                # block template and keeps the stratum ports closed.
+                assert config.pool.address is not None
+                await daemon.generatetoaddress(1, config.pool.address)
+                logger.info("regtest chain was empty: mined block 1 to leave initial "
+                            "block download")
             tracker = BlockTracker(engine=database, daemon=daemon,
                                    policy=RewardPolicy.from_config(config),
                                    maturity=config.network.coinbase_maturity,
