@@ -5,10 +5,17 @@ from __future__ import annotations
 import typer
 
 from multipool import __version__
-from multipool.cli import db, demo, miner_cmd, payments, pool
+from multipool.cli import coin, db, demo, miner_cmd, payments, pool, server
 
 app = typer.Typer(help="Run many mining pools, one per coin, on one server.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
+app.command("init")(server.init)
+app.add_typer(coin.app, name="coin")
+app.command("run")(server.run)
+app.command("status")(server.status)
+app.command("start")(server.start)
+app.command("stop")(server.stop)
+app.command("restart")(server.restart)
 app.add_typer(pool.app, name="pool")
 app.add_typer(db.app, name="db")
 app.add_typer(payments.app, name="payments")

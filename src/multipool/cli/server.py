@@ -1,0 +1,200 @@
+"""`multipool init|run|status|start|stop|restart`: the server as a whole."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from multipool.cli.common import (
+    DEFAULT,
+    DryRunOption,
+    JsonOption,
+    RootOption,
+    console,
+    reported_errors,
+)
+from multipool.cli.logs import setup_logging
+from multipool.config import CoinConfig, format_coins, load_coin_config
+from multipool.errors import ConfigError
+from multipool.ops.coins import coin_services
+from multipool.ops.layout import Layout
+from multipool.ops.plan import apply_changes
+from multipool.ops.server import init_changes, open_layout
+from multipool.ops.services import ServiceSpec
+from multipool.ops.status import CoinStatus, server_status
+from multipool.ops.supervisor import Supervisor
+
+
+def init(
+    root: RootOption = DEFAULT,
+    mode: Annotated[str, typer.Option(help="system (root: users, packages) or local")]
+    = "system",
+    dry_run: DryRunOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Create the server tree and multipool.toml (system mode: users and packages too)."""
+    with reported_errors():
+        if mode not in ("system", "local"):
+            raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
+        layout = Layout(root.resolve(), mode)
+        apply_changes(init_changes(layout), console=console, dry_run=dry_run,
+                      as_json=json_out, title=f"init {layout.root} ({mode})")
+
+
+def coin_configs(layout: Layout, prefixes: list[str] | None = None) -> list[CoinConfig]:
+    """The coins of the server (or the named ones, refused if unknown), validated."""
+    known = layout.prefixes()
+    chosen = prefixes or known
+    for prefix in chosen:
+        if prefix not in known:
+            raise ConfigError(f"no coin {prefix!r} on this server (coins: "
+                              f"{', '.join(known) or 'none'})", key="PREFIX")
+    return [load_coin_config(layout.coin_file(prefix)) for prefix in chosen]
+
+
+def server_services(layout: Layout, prefixes: list[str] | None = None) -> list[ServiceSpec]:
+    return [spec for config in coin_configs(layout, prefixes)
+            for spec in coin_services(layout, config)]
+
+
+def services_table(supervisor: Supervisor, began: float) -> Table:
+    table = Table(title=f"multipool run: up {time.monotonic() - began:,.0f} s "
+                  "(Ctrl-C stops everything)", title_justify="left")
+    for column in ("service", "pid", "state", "starts"):
+        table.add_column(column)
+    for name, state in supervisor.states.items():
+        colour = {"ready": "green", "starting": "yellow"}.get(state.status, "red")
+        table.add_row(name, str(state.pid or "-"), f"[{colour}]{state.status}[/]",
+                      str(state.starts))
+    return table
+
+
+async def _run(supervisor: Supervisor) -> None:
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    began = time.monotonic()
+    task = asyncio.create_task(supervisor.run())
+    try:
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=2) as live:
+                while not task.done():
+                    live.update(services_table(supervisor, began))
+                    await asyncio.wait({task}, timeout=0.5)
+        await task
+    except asyncio.CancelledError:
+        console.print("stopping every service ...")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def run(
+    prefixes: Annotated[list[str] | None, typer.Argument(help="coins to run (default: all)")]
+    = None,
+    root: RootOption = DEFAULT,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run the coins' daemons and pool engines in the foreground (hosts without systemd),
+    restarting what exits, until Ctrl-C or SIGTERM."""
+    with reported_errors():
+        layout = open_layout(root.resolve())
+        specs = server_services(layout, prefixes)
+        if not specs:
+            raise ConfigError("no coins yet: add one with `multipool coin add NAME`",
+                              key="PREFIX")
+        supervisor = Supervisor(specs, log_dir=layout.log)
+    setup_logging(log_level)
+    console.print(f"running {len(specs)} services; logs in {layout.log}")
+    asyncio.run(_run(supervisor))
+    console.print("[green]stopped[/]")
+
+
+def _coins(status: CoinStatus, decimals: int) -> str:
+    return "-" if status.unpaid is None else format_coins(status.unpaid, decimals)
+
+
+def status(
+    root: RootOption = DEFAULT,
+    json_out: JsonOption = False,
+) -> None:
+    """Per coin: daemon, sync state, stratum, miners, hashrate, last block, unpaid, last
+    payment."""
+    with reported_errors():
+        layout = open_layout(root.resolve())
+        configs = coin_configs(layout)
+        statuses = asyncio.run(server_status(layout, configs))
+    if json_out:
+        typer.echo(json.dumps([s.as_json() for s in statuses], indent=2))
+        return
+    if not statuses:
+        console.print("no coins yet: add one with `multipool coin add NAME`")
+        return
+    table = Table(title=f"multipool status: {layout.root}", title_justify="left")
+    for column in ("coin", "daemon", "blocks/headers", "peers", "stratum", "miners",
+                   "hashrate", "last block", "unpaid", "last payment"):
+        table.add_column(column)
+    for s, config in zip(statuses, configs, strict=True):
+        daemon = ("[green]synced[/]" if s.synced else "[yellow]syncing[/]") if s.daemon_up \
+            else "[red]down[/]"
+        ports = ",".join(map(str, s.stratum_ports))
+        table.add_row(
+            f"{s.prefix} ({s.name} {s.network})", daemon,
+            f"{s.blocks}/{s.headers}" if s.daemon_up else "-",
+            str(s.peers) if s.peers is not None else "-",
+            f"[green]{ports}[/]" if s.stratum_listening else f"[red]{ports} closed[/]",
+            "-" if s.miners is None else f"{s.miners} ({s.workers} workers)",
+            "-" if s.hashrate is None else f"{s.hashrate:,.1f} H/s",
+            "-" if s.last_block_height is None
+            else f"{s.last_block_height} {s.last_block_status}",
+            _coins(s, config.network.decimals),
+            "-" if s.last_payment_time is None
+            else f"{s.last_payment_time} {s.last_payment_status}")
+    console.print(table)
+    for s in statuses:
+        for problem in (s.daemon_error, s.database_error):
+            if problem:
+                console.print(f"[yellow]{s.prefix}:[/] {problem}", soft_wrap=True)
+
+
+def _systemctl(action: str, prefixes: list[str] | None, root: Path) -> None:
+    from multipool.ops import systemd
+
+    with reported_errors():
+        layout = open_layout(root.resolve())
+        names = [spec.name for spec in server_services(layout, prefixes)]
+        if not systemd.systemd_running():
+            raise ConfigError("systemd is not running on this host: use `multipool run`",
+                              key=action)
+        getattr(systemd, action)(names)
+        console.print(f"{action}: {', '.join(names)}")
+
+
+PrefixesArgument = Annotated[list[str] | None,
+                             typer.Argument(help="coins (default: all)")]
+
+
+def start(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
+    """Start the coins' services (systemd)."""
+    _systemctl("start", prefixes, root)
+
+
+def stop(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
+    """Stop the coins' services (systemd)."""
+    _systemctl("stop", prefixes, root)
+
+
+def restart(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
+    """Restart the coins' services (systemd)."""
+    _systemctl("restart", prefixes, root)

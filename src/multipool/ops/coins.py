@@ -1,0 +1,272 @@
+"""`multipool coin add|remove`: one coin as one isolated unit of the server.
+
+``coin add`` turns a coin definition (the shipped catalogue or the operator's TOML) into
+coin/<prefix>/coin.toml, the coin's users and directories, its daemon binary, the daemon's
+config, and its services. Once coin.toml exists it is the source of truth: adding the coin
+again re-derives everything else from it (an operator's edits stay), so the command is
+idempotent and resumes after a failure half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tomllib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from multipool.catalog import CoinDefinition
+from multipool.config import CoinConfig, load_coin_config, parse_coin_config
+from multipool.errors import ConfigError
+from multipool.ops import changes, daemon_conf
+from multipool.ops.changes import Change
+from multipool.ops.daemon_install import install_daemon
+from multipool.ops.layout import Layout
+from multipool.ops.services import RpcReady, ServiceSpec
+from multipool.tomlwrite import toml_document
+
+RPC_USER = "pool"
+POOL_WALLET = "pool"
+PEER_DIR = "peer"
+
+
+@dataclass(frozen=True)
+class CoinRequest:
+    """What the operator asked `coin add` for."""
+
+    definition: CoinDefinition
+    prefix: str
+    network: str
+    address: str | None = None
+    stratum_host: str = "0.0.0.0"  # noqa: S104 - miners connect from anywhere
+    stratum_port: int | None = None
+
+
+def ports_in_use(layout: Layout, except_prefix: str) -> set[int]:
+    """Every port the other coins of this server were given."""
+    taken: set[int] = set()
+    for prefix in layout.prefixes():
+        if prefix == except_prefix:
+            continue
+        config = load_coin_config(layout.coin_file(prefix))
+        taken |= coin_ports(config)
+    return taken
+
+
+def coin_ports(config: CoinConfig) -> set[int]:
+    d = config.daemon
+    ports = {p.port for p in config.stratum.ports}
+    ports |= {port for port in (urlsplit(d.rpc_url).port, d.p2p_port, d.peer_p2p_port,
+                                d.peer_rpc_port) if port is not None}
+    if d.zmq_hashblock:
+        zmq_port = urlsplit(d.zmq_hashblock).port
+        if zmq_port is not None:
+            ports.add(zmq_port)
+    return ports
+
+
+def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
+    """The contents of a new coin.toml: ports allocated, a random RPC password."""
+    definition, network = request.definition, request.network
+    if network not in definition.ports:
+        raise ConfigError(f"no ports for network {network!r} in the definition (it has "
+                          f"{', '.join(sorted(definition.ports))})", file=definition.file,
+                          key="ports")
+    defaults = definition.ports[network]
+    taken = ports_in_use(layout, request.prefix)
+    if request.stratum_port is not None:
+        if request.stratum_port in taken or not daemon_conf.port_free(request.stratum_port):
+            raise ConfigError(f"port {request.stratum_port} is in use", key="--stratum-port")
+        taken.add(request.stratum_port)
+    wanted = [defaults.rpc, defaults.p2p]
+    if request.stratum_port is None:
+        wanted.append(defaults.stratum)
+    if definition.zmq:
+        wanted.append(defaults.rpc + 100)
+    if network == "regtest":
+        wanted += [defaults.p2p + 1, defaults.rpc + 1]
+    given = iter(daemon_conf.allocate_ports(wanted, taken))
+    rpc_port, p2p_port = next(given), next(given)
+    stratum_port = request.stratum_port if request.stratum_port is not None else next(given)
+    zmq_port = next(given) if definition.zmq else None
+    peer_p2p, peer_rpc = (next(given), next(given)) if network == "regtest" else (None, None)
+    difficulty = (definition.regtest_difficulty if network == "regtest"
+                  and definition.regtest_difficulty is not None else definition.difficulty)
+    pool_dir = layout.pool_dir(request.prefix)
+    return {
+        "coin": {"name": definition.name, "prefix": request.prefix, "symbol": definition.symbol,
+                 "algorithm": definition.algorithm, "network": network},
+        "daemon": {
+            "source": definition.source, "package": definition.package,
+            "git": definition.git, "ref": definition.ref,
+            "build": list(definition.build) if definition.build else None,
+            "binary": definition.binary, "conf": definition.conf,
+            "rpc_url": f"http://127.0.0.1:{rpc_port}", "rpc_user": RPC_USER,
+            "rpc_password": daemon_conf.new_password(), "wallet": POOL_WALLET,
+            "zmq_hashblock": f"tcp://127.0.0.1:{zmq_port}" if zmq_port else None,
+            "p2p_port": p2p_port, "peer_p2p_port": peer_p2p, "peer_rpc_port": peer_rpc,
+            "template_rules": (list(definition.template_rules)
+                               if definition.template_rules else None),
+        },
+        "stratum": {"host": request.stratum_host,
+                    "ports": [{"port": stratum_port, "difficulty": difficulty,
+                               "vardiff": True}]},
+        "pool": {"address": request.address, "scheme": definition.scheme,
+                 "fee_percent": definition.fee_percent, "min_payout": definition.min_payout,
+                 "payment_interval": definition.payment_interval,
+                 "state_dir": str(pool_dir),
+                 "database": f"sqlite:///{pool_dir / 'pool.db'}"},
+    }
+
+
+COIN_HEADER = ("# The one place to edit this coin. After an edit, run `multipool coin add "
+               "PREFIX` again:\n# it regenerates the daemon config and the services from "
+               "this file.\n")
+
+
+def coin_config(layout: Layout, request: CoinRequest) -> tuple[CoinConfig, str | None]:
+    """The coin's config: from its coin.toml if it was added before, else a new one with
+    the text to write. A prefix taken by another coin is refused."""
+    path = layout.coin_file(request.prefix)
+    if path.exists():
+        config = load_coin_config(path)
+        if config.coin.name != request.definition.name:
+            raise ConfigError(f"prefix {request.prefix!r} is taken by {config.coin.name}: "
+                              "choose another with --prefix", file=str(path), key="coin.prefix")
+        return config, None
+    text = toml_document(new_coin_data(layout, request), COIN_HEADER)
+    return parse_coin_config(tomllib.loads(text), str(path)), text
+
+
+def daemon_binary(layout: Layout, config: CoinConfig) -> Path:
+    binary = config.daemon.binary
+    if binary is None:
+        raise ConfigError("is required for a managed daemon", file=config.path,
+                          key="daemon.binary")
+    return layout.bin_dir(config.coin.prefix) / Path(binary).name
+
+
+def conf_name(config: CoinConfig) -> str:
+    return config.daemon.conf or f"{config.coin.name}.conf"
+
+
+def daemon_conf_text(config: CoinConfig, *, peer: bool, existing: Path) -> str:
+    """The daemon's config (or its regtest companion's): rpcauth with the salt of the
+    file already there when it still matches the password, so a re-run changes nothing."""
+    d = config.daemon
+    assert d.rpc_user is not None and d.rpc_password is not None
+    salt = daemon_conf.matching_salt(existing, d.rpc_user, d.rpc_password)
+    auth = daemon_conf.rpcauth(d.rpc_user, d.rpc_password, salt)
+    main_rpc = urlsplit(d.rpc_url).port
+    assert main_rpc is not None and d.p2p_port is not None
+    zmq = urlsplit(d.zmq_hashblock).port if d.zmq_hashblock else None
+    if peer:
+        assert d.peer_p2p_port is not None and d.peer_rpc_port is not None
+        return daemon_conf.render_daemon_conf(
+            network=config.coin.network, rpc_port=d.peer_rpc_port, p2p_port=d.peer_p2p_port,
+            rpcauth_value=auth, wallet=None, zmq_port=None,
+            peers=(f"127.0.0.1:{d.p2p_port}",), listen=True)
+    peers = (f"127.0.0.1:{d.peer_p2p_port}",) if d.peer_p2p_port else ()
+    return daemon_conf.render_daemon_conf(
+        network=config.coin.network, rpc_port=main_rpc, p2p_port=d.p2p_port,
+        rpcauth_value=auth, wallet=None, zmq_port=zmq, peers=peers, listen=True)
+
+
+def coin_services(layout: Layout, config: CoinConfig) -> list[ServiceSpec]:
+    """The coin's long-running processes: its daemon (and on regtest the companion node
+    that is its peer), and its pool engine once the daemon answers."""
+    prefix, d = config.coin.prefix, config.daemon
+    binary = daemon_binary(layout, config)
+    wallet_dir = layout.wallet_dir(prefix)
+    daemon_user = layout.daemon_user(prefix)
+    conf = conf_name(config)
+    specs = [ServiceSpec(
+        name=f"multipool-{prefix}-daemon",
+        description=f"{config.coin.name} daemon for the {prefix} pool",
+        argv=(str(binary), f"-datadir={wallet_dir}", f"-conf={wallet_dir / conf}",
+              "-printtoconsole"),
+        working_dir=wallet_dir, user=daemon_user, group=daemon_user, writable=(wallet_dir,),
+        ready=RpcReady(d.rpc_url, d.rpc_user, d.rpc_password, d.rpc_cookie))]
+    if d.peer_p2p_port is not None:
+        peer_dir = wallet_dir / PEER_DIR
+        specs.append(ServiceSpec(
+            name=f"multipool-{prefix}-peer",
+            description=f"{config.coin.name} regtest companion node of the {prefix} pool",
+            argv=(str(binary), f"-datadir={peer_dir}", f"-conf={peer_dir / conf}",
+                  "-printtoconsole"),
+            working_dir=peer_dir, user=daemon_user, group=daemon_user, writable=(peer_dir,)))
+    pool_user = layout.pool_user(prefix)
+    argv = [sys.executable, "-m", "multipool.cli", "pool", "serve",
+            "--coin", str(layout.coin_file(prefix))]
+    if not layout.system and os.geteuid() == 0:
+        argv.append("--allow-root")  # a local install run by root (a container, CI)
+    specs.append(ServiceSpec(
+        name=f"multipool-{prefix}-pool",
+        description=f"multipool pool engine for {config.coin.name} ({prefix})",
+        argv=tuple(argv), working_dir=layout.pool_dir(prefix), user=pool_user,
+        group=pool_user, writable=(layout.pool_dir(prefix),),
+        after=(f"multipool-{prefix}-daemon",), stop_timeout=30.0))
+    return specs
+
+
+def coin_add_changes(layout: Layout, request: CoinRequest, *,
+                     install: bool = True) -> tuple[CoinConfig, list[Change]]:
+    """Given an initialised server and a request, return the coin's config and what
+    `coin add` must change. Everything is validated before the first change is made."""
+    prefix = request.prefix
+    config, new_text = coin_config(layout, request)
+    plan: list[Change] = []
+    daemon_user, pool_user = layout.daemon_user(prefix), layout.pool_user(prefix)
+    if layout.system:
+        assert daemon_user is not None and pool_user is not None
+        plan += changes.system_user(daemon_user, home=layout.wallet_dir(prefix))
+        plan += changes.system_user(pool_user, home=layout.pool_dir(prefix))
+    for entry in layout.coin_entries(prefix):
+        plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
+                                  mode=entry.mode)
+    coin_file = layout.coin_file(prefix)
+    if new_text is not None:
+        plan += changes.file(coin_file, new_text, owner=layout.admin, group=pool_user,
+                             mode=0o640)
+    else:
+        plan += changes.file(coin_file, coin_file.read_bytes(), owner=layout.admin,
+                             group=pool_user, mode=0o640)
+    if install:
+        d = config.daemon
+        plan += install_daemon(layout, prefix, source=d.source, binary=d.binary or "",
+                               package=d.package, git=d.git, ref=d.ref, build=d.build)
+    wallet_dir = layout.wallet_dir(prefix)
+    conf = conf_name(config)
+    conf_path = wallet_dir / conf
+    plan += changes.file(conf_path, daemon_conf_text(config, peer=False, existing=conf_path),
+                         owner=layout.admin, group=daemon_user, mode=0o640)
+    plan += changes.symlink(layout.coin_dir(prefix) / conf, conf_path)
+    if config.daemon.peer_p2p_port is not None:
+        peer_dir = wallet_dir / PEER_DIR
+        peer_conf = peer_dir / conf
+        plan += changes.directory(peer_dir, owner=daemon_user, group=daemon_user, mode=0o700)
+        plan += changes.file(peer_conf, daemon_conf_text(config, peer=True, existing=peer_conf),
+                             owner=layout.admin, group=daemon_user, mode=0o640)
+    return config, plan
+
+
+def _remove_tree(path: Path) -> Change:
+    return Change("files.remove", str(path), "delete", partial(shutil.rmtree, path))
+
+
+def coin_remove_changes(layout: Layout, prefix: str, *, delete_wallet: bool) -> list[Change]:
+    """What `coin remove` changes: the coin's config, binary and sources go; its wallet
+    and pool database (the coins, the keys and the record of what miners are owed) stay
+    unless ``delete_wallet``."""
+    coin_file = layout.coin_file(prefix)
+    if not coin_file.exists():
+        known = ", ".join(layout.prefixes()) or "none"
+        raise ConfigError(f"no coin with prefix {prefix!r} (coins: {known})", key="PREFIX")
+    paths = [layout.coin_dir(prefix), layout.bin_dir(prefix), layout.src_dir(prefix)]
+    if delete_wallet:
+        paths += [layout.pool_dir(prefix), layout.wallet_dir(prefix)]
+    return [_remove_tree(path) for path in paths if path.exists()]

@@ -1,0 +1,114 @@
+"""The main job end to end in local mode: `init`, `coin add` of two litecoin regtest
+coins (each with its own pair of nodes), `run`; miners on both stratum ports find blocks
+and both pools record them. A second `init`/`coin add` changes nothing, and SIGTERM stops
+every process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from multipool.chain.address import encode_segwit_address
+from multipool.miner import StratumMiner
+
+PREFIXES = ("ltca", "ltcb")
+
+
+def multipool(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "multipool.cli", *args],
+                            capture_output=True, text=True, timeout=300, check=False)
+    if check:
+        assert result.returncode == 0, f"multipool {' '.join(args)}:\n{result.stderr}"
+    return result
+
+
+def changes_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    return json.loads(result.stdout)["changes"]
+
+
+def recorded_blocks(root: Path, prefix: str) -> int:
+    database = root / "pool" / prefix / "pool.db"
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        try:
+            return connection.execute("SELECT count(*) FROM blocks").fetchone()[0]
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
+
+
+def status(root: Path) -> dict[str, dict]:
+    result = multipool("status", "--root", str(root), "--json")
+    return {coin["prefix"]: coin for coin in json.loads(result.stdout)}
+
+
+async def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.5)
+
+
+async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
+    root = tmp_path / "server"
+    first = multipool("init", "--root", str(root), "--mode", "local", "--json")
+    assert any(c["target"] == str(root / "multipool.toml") for c in changes_of(first))
+    assert changes_of(multipool("init", "--root", str(root), "--mode", "local",
+                                "--json")) == []
+    for prefix in PREFIXES:
+        added = multipool("coin", "add", "litecoin", "--prefix", prefix, "--network",
+                          "regtest", "--root", str(root), "--json")
+        assert changes_of(added), "the first coin add changes something"
+        assert changes_of(multipool("coin", "add", "litecoin", "--prefix", prefix,
+                                    "--network", "regtest", "--root", str(root),
+                                    "--json")) == []
+    listed = json.loads(multipool("coin", "list", "--root", str(root), "--json").stdout)
+    ports = {coin["prefix"]: coin["stratum"][0] for coin in listed}
+    assert sorted(ports) == list(PREFIXES) and len(set(ports.values())) == 2
+
+    runner = subprocess.Popen([sys.executable, "-m", "multipool.cli", "run", "--root",
+                               str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    miners: list[StratumMiner] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await wait_for(lambda: all(s["stratum_listening"] for s in status(root).values()),
+                       180, "both pools open their stratum ports")
+        for prefix in PREFIXES:
+            address = encode_segwit_address("rltc", 0, os.urandom(20))
+            miner = StratumMiner(host="127.0.0.1", port=ports[prefix],
+                                 username=f"{address}.{prefix}", algorithm="scrypt")
+            miners.append(miner)
+            tasks.append(asyncio.create_task(miner.run()))
+        await wait_for(lambda: all(recorded_blocks(root, p) >= 2 for p in PREFIXES), 180,
+                       "both pools record blocks")
+        for coin in status(root).values():
+            assert coin["daemon_up"] and coin["synced"], coin
+            assert coin["last_block_height"] is not None, coin
+    finally:
+        for miner in miners:
+            miner.stop()
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        runner.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = runner.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            _, stderr = runner.communicate()
+            pytest.fail(f"multipool run did not stop on SIGTERM:\n{stderr[-3000:]}")
+    assert runner.returncode == 0, stderr[-3000:]
+    # Every daemon and engine is gone: nothing answers on the stratum ports any more.
+    after = status(root)
+    assert not any(coin["daemon_up"] or coin["stratum_listening"] for coin in after.values())
