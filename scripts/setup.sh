@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # postgresql and mariadb-server: real throwaway database servers for the tests
 # (multipool.testdb). Where systemd runs, apt also starts their default services;
 # the tests never use those.
+# git and sqlite3: what `multipool init` installs in system mode, present so its test
+# needs no apt. systemd: systemd-analyze checks the generated units (nothing is started).
 APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
-              postgresql mariadb-server)
+              postgresql mariadb-server git sqlite3 systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -18,7 +18,7 @@ from multipool.cli.common import (
     console,
     reported_errors,
 )
-from multipool.config import PREFIX_CHARS, load_coin_config
+from multipool.config import PREFIX_CHARS, CoinConfig, load_coin_config
 from multipool.errors import ConfigError
 from multipool.ops import systemd
 from multipool.ops.changes import Change
@@ -40,11 +40,10 @@ def check_prefix(prefix: str) -> None:
                           f"letter, got {prefix!r}", key="--prefix")
 
 
-def unit_changes(layout: Layout, prefix: str, unit_dir: Path) -> list[Change]:
+def unit_changes(layout: Layout, config: CoinConfig, unit_dir: Path) -> list[Change]:
     """System mode: the coin's systemd units, written (not started) for `multipool start`."""
     if not layout.system:
         return []
-    config = load_coin_config(layout.coin_file(prefix))
     units = {f"{spec.name}.service": systemd.render_service(spec)
              for spec in coin_services(layout, config)}
     return systemd.install_units(units, unit_dir)
@@ -80,14 +79,10 @@ def add(
         layout = open_layout(root.resolve())
         request = CoinRequest(definition=definition, prefix=chosen, network=network,
                               address=address, stratum_port=stratum_port)
-        _config, plan = coin_add_changes(layout, request)
+        config, plan = coin_add_changes(layout, request)
+        plan += unit_changes(layout, config, unit_dir)
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
                       title=f"coin add {chosen}")
-        if not dry_run:
-            units = unit_changes(layout, chosen, unit_dir)
-            if units:
-                apply_changes(units, console=console, dry_run=False, as_json=json_out,
-                              title=f"{chosen} services")
 
 
 @app.command("remove")

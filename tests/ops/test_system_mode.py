@@ -1,0 +1,139 @@
+"""System mode as root (CI is root): `init` and `coin add` create the users, give every
+directory and secret its owner and mode, write units that systemd accepts and scores at
+2.0 or lower; a second run changes nothing; `coin remove` keeps the wallet."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multipool.ops.layout import BUILD_USER, WEB_USER, Layout
+from tests.ops.test_systemd import exposure, verify
+
+
+def multipool(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "multipool.cli", *args],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, f"multipool {' '.join(args)}:\n{result.stderr}"
+    return result
+
+
+def changes_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, str]]:
+    return json.loads(result.stdout)["changes"]
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def owner_group_mode(path: Path) -> tuple[str, str, int]:
+    st = path.lstat()
+    return (pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name,
+            stat.S_IMODE(st.st_mode))
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Path, str]]:
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: the system-mode test must not be skipped")
+        pytest.skip("system mode creates users: needs root")
+    if shutil.which("systemd-analyze") is None:
+        pytest.fail("systemd-analyze is missing: run `make setup`")
+    prefix = "t" + uuid.uuid4().hex[:6]
+    shared_before = {name for name in (BUILD_USER, WEB_USER) if user_exists(name)}
+    # Under /tmp itself: pytest's own temporary directories are 0700, which the coin's
+    # users could not traverse.
+    base = Path(tempfile.mkdtemp(prefix="multipool-system-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    try:
+        yield base, prefix
+    finally:
+        for user in (f"{prefix}d", f"{prefix}pool",
+                     *({BUILD_USER, WEB_USER} - shared_before)):
+            if user_exists(user):
+                subprocess.run(["userdel", user], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_init_and_coin_add_as_root(server: tuple[Path, str]):
+    base, prefix = server
+    root, unit_dir = base / "opt", base / "units"
+    unit_dir.mkdir()
+    layout = Layout(root, "system")
+
+    first = changes_of(multipool("init", "--root", str(root), "--json"))
+    assert {(c["operation"], c["target"]) for c in first} >= {
+        ("files.file", str(root / "multipool.toml")), ("files.directory", str(root))}
+    assert user_exists(BUILD_USER) and user_exists(WEB_USER)
+    for entry in layout.server_entries():
+        assert owner_group_mode(entry.path) == ("root", "root", entry.mode), entry.path
+    assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o644)
+    assert changes_of(multipool("init", "--root", str(root), "--json")) == []
+
+    add = ("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
+           "--root", str(root), "--unit-dir", str(unit_dir), "--json")
+    assert changes_of(multipool(*add))
+    daemon_user, pool_user = f"{prefix}d", f"{prefix}pool"
+    assert user_exists(daemon_user) and user_exists(pool_user)
+    assert pwd.getpwnam(daemon_user).pw_shell == "/usr/sbin/nologin"
+    expected = {
+        layout.bin_dir(prefix): ("root", daemon_user, 0o750),
+        layout.src_dir(prefix): (BUILD_USER, BUILD_USER, 0o700),
+        layout.wallet_dir(prefix): (daemon_user, daemon_user, 0o700),
+        layout.pool_dir(prefix): (pool_user, pool_user, 0o700),
+        layout.coin_dir(prefix): ("root", pool_user, 0o750),
+        # Secrets: the RPC password (pool config), the rpcauth hash (daemon config).
+        layout.coin_file(prefix): ("root", pool_user, 0o640),
+        layout.wallet_dir(prefix) / "litecoin.conf": ("root", daemon_user, 0o640),
+    }
+    for path, wanted in expected.items():
+        assert owner_group_mode(path) == wanted, path
+    binary = layout.bin_dir(prefix) / "litecoind"
+    assert os.readlink(binary) == "/usr/lib/litecoin/litecoind"
+    conf = (layout.wallet_dir(prefix) / "litecoin.conf").read_text()
+    password = next(line.split("=", 1)[1].strip().strip('"')
+                    for line in layout.coin_file(prefix).read_text().splitlines()
+                    if line.startswith("rpc_password"))
+    assert "rpcauth=pool:" in conf and password not in conf and "rpcpassword" not in conf
+    assert "rpcbind=127.0.0.1" in conf
+
+    units = sorted(unit_dir.glob("*.service"))
+    assert [u.name for u in units] == sorted(
+        f"multipool-{prefix}-{kind}.service" for kind in ("daemon", "peer", "pool"))
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None
+    assert verify(analyze, units) == []
+    for unit in units:
+        text = unit.read_text()
+        assert "setuid" not in text.lower()
+        user = pool_user if unit.name.endswith("-pool.service") else daemon_user
+        assert f"User={user}" in text
+        score = exposure(analyze, unit)
+        print(f"{unit.name}: exposure {score}")
+        assert score <= 2.0, unit.name
+
+    assert changes_of(multipool(*add)) == []  # idempotent, units included
+
+    removed = changes_of(multipool("coin", "remove", prefix, "--root", str(root),
+                                   "--unit-dir", str(unit_dir), "--json"))
+    assert removed
+    assert not layout.coin_dir(prefix).exists() and not list(unit_dir.glob("*.service"))
+    assert layout.wallet_dir(prefix).is_dir() and layout.pool_dir(prefix).is_dir()
+    assert (layout.wallet_dir(prefix) / "litecoin.conf").exists()
