@@ -74,6 +74,8 @@ class DaemonSection:
     # Written by `multipool coin add`: the daemon's config file name and p2p port, and for
     # regtest the ports of the companion node that gives the daemon its one peer.
     conf: str | None = None
+    # False for daemons older than Bitcoin Core 0.17 (Dogecoin 1.14): no [regtest] sections.
+    conf_sections: bool = True
     p2p_port: int | None = None
     peer_p2p_port: int | None = None
     peer_rpc_port: int | None = None
@@ -276,6 +278,7 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         build=d.strings("build", ()),
         binary=d.string("binary"),
         conf=d.string("conf"),
+        conf_sections=d.boolean("conf_sections", True),
         p2p_port=d.integer("p2p_port", None, low=1, high=65535),
         peer_p2p_port=d.integer("peer_p2p_port", None, low=1, high=65535),
         peer_rpc_port=d.integer("peer_rpc_port", None, low=1, high=65535),

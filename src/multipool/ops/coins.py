@@ -105,6 +105,7 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
             "git": definition.git, "ref": definition.ref,
             "build": list(definition.build) if definition.build else None,
             "binary": definition.binary, "conf": definition.conf,
+            "conf_sections": None if definition.conf_sections else False,
             "rpc_url": f"http://127.0.0.1:{rpc_port}", "rpc_user": RPC_USER,
             "rpc_password": daemon_conf.new_password(), "wallet": POOL_WALLET,
             "zmq_hashblock": f"tcp://127.0.0.1:{zmq_port}" if zmq_port else None,
@@ -169,11 +170,13 @@ def daemon_conf_text(config: CoinConfig, *, peer: bool, existing: Path) -> str:
         return daemon_conf.render_daemon_conf(
             network=config.coin.network, rpc_port=d.peer_rpc_port, p2p_port=d.peer_p2p_port,
             rpcauth_value=auth, wallet=None, zmq_port=None,
-            peers=(f"127.0.0.1:{d.p2p_port}",), listen=True)
+            peers=(f"127.0.0.1:{d.p2p_port}",), listen=True, sections=d.conf_sections,
+            prefix=config.coin.prefix)
     peers = (f"127.0.0.1:{d.peer_p2p_port}",) if d.peer_p2p_port else ()
     return daemon_conf.render_daemon_conf(
         network=config.coin.network, rpc_port=main_rpc, p2p_port=d.p2p_port,
-        rpcauth_value=auth, wallet=None, zmq_port=zmq, peers=peers, listen=True)
+        rpcauth_value=auth, wallet=d.wallet, zmq_port=zmq, peers=peers, listen=True,
+        sections=d.conf_sections, prefix=config.coin.prefix)
 
 
 def coin_services(layout: Layout, config: CoinConfig) -> list[ServiceSpec]:

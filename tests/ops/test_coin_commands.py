@@ -1,0 +1,185 @@
+"""`multipool init` and `coin add|remove|list` in local mode through the CLI: what they
+write, that a second run changes nothing, that an operator's edit of coin.toml is kept,
+and that bad input is refused with file, key and reason before anything changes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import multipool.catalog
+from multipool.cli.main import app
+from multipool.config import load_coin_config
+from multipool.ops.daemon_conf import port_free
+
+runner = CliRunner()
+
+
+def cli(*args: str, code: int = 0) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def changes(*args: str) -> list[dict[str, str]]:
+    return json.loads(cli(*args, "--json"))["changes"]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "server"
+    cli("init", "--root", str(root), "--mode", "local")
+    return root
+
+
+def add(root: Path, *extra: str) -> list[dict[str, str]]:
+    return changes("coin", "add", "litecoin", "--network", "regtest", "--root", str(root),
+                   *extra)
+
+
+def test_two_coins_get_distinct_ports_and_their_own_tree(root: Path):
+    add(root, "--prefix", "ltca")
+    add(root, "--prefix", "ltcb")
+    a = load_coin_config(root / "coin" / "ltca" / "coin.toml")
+    b = load_coin_config(root / "coin" / "ltcb" / "coin.toml")
+    ports_a = {a.daemon.rpc_url, a.daemon.p2p_port, a.daemon.peer_p2p_port,
+               a.daemon.peer_rpc_port, a.stratum.ports[0].port}
+    ports_b = {b.daemon.rpc_url, b.daemon.p2p_port, b.daemon.peer_p2p_port,
+               b.daemon.peer_rpc_port, b.stratum.ports[0].port}
+    assert len(ports_a) == len(ports_b) == 5 and not ports_a & ports_b
+    assert a.daemon.rpc_password != b.daemon.rpc_password
+    assert a.pool.state_dir == str(root / "pool" / "ltca")
+    assert a.pool.database == f"sqlite:///{root / 'pool' / 'ltca' / 'pool.db'}"
+    assert (root / "coin" / "ltca" / "litecoin.conf").resolve() == (
+        root / "wallet" / "ltca" / "litecoin.conf")
+    peer_conf = (root / "wallet" / "ltca" / "peer" / "litecoin.conf").read_text()
+    assert f"addnode=127.0.0.1:{a.daemon.p2p_port}" in peer_conf
+    listed = json.loads(cli("coin", "list", "--root", str(root), "--json"))
+    assert [c["prefix"] for c in listed] == ["ltca", "ltcb"]
+
+
+def test_a_port_in_use_is_skipped(root: Path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert not port_free(port)
+        result = runner.invoke(app, ["coin", "add", "litecoin", "--network", "regtest",
+                                     "--root", str(root), "--stratum-port", str(port)])
+        assert result.exit_code == 2
+        assert f"error: --stratum-port: port {port} is in use" in result.output
+        assert not (root / "coin" / "ltc").exists()  # nothing half-applied
+
+
+def test_an_edit_of_coin_toml_is_kept_and_applied(root: Path):
+    add(root, "--prefix", "ltc")
+    coin_file = root / "coin" / "ltc" / "coin.toml"
+    text = coin_file.read_text().replace("fee_percent = 1.0", "fee_percent = 2.5")
+    config = load_coin_config(coin_file)
+    old_p2p = config.daemon.p2p_port
+    text = text.replace(f"p2p_port = {old_p2p}", "p2p_port = 45678")
+    coin_file.write_text(text)
+    again = add(root, "--prefix", "ltc")
+    # coin.toml is the source of truth: only the daemon config follows the edit.
+    assert [c["target"] for c in again] == [str(root / "wallet" / "ltc" / "litecoin.conf"),
+                                            str(root / "wallet" / "ltc" / "peer" /
+                                                "litecoin.conf")]
+    assert "fee_percent = 2.5" in coin_file.read_text()
+    assert "port=45678" in (root / "wallet" / "ltc" / "litecoin.conf").read_text()
+    assert add(root, "--prefix", "ltc") == []
+
+
+def test_dry_run_changes_nothing(root: Path):
+    output = json.loads(cli("coin", "add", "litecoin", "--network", "regtest", "--root",
+                            str(root), "--dry-run", "--json"))
+    assert output["dry_run"] and output["applied"] == 0 and output["changes"]
+    assert not (root / "coin" / "ltc").exists()
+    assert "dry run, nothing applied" in cli("coin", "add", "litecoin", "--network",
+                                             "regtest", "--root", str(root), "--dry-run")
+
+
+def test_dogecoin_daemon_config_has_no_sections(root: Path, tmp_path: Path):
+    # The catalogue builds dogecoind from git, which a local install run as root refuses;
+    # the operator's own copy of the definition takes an existing binary instead.
+    text = (Path(multipool.catalog.__file__).parent / "dogecoin.toml").read_text()
+    own = tmp_path / "dogecoin.toml"
+    own.write_text(text.replace('source = "git"', 'source = "binary"')
+                   .replace('binary = "src/dogecoind"', 'binary = "/bin/true"'))
+    assert changes("coin", "add", str(own), "--network", "regtest", "--root", str(root))
+    assert (root / "bin" / "doge" / "true").is_file()
+    conf = (root / "wallet" / "doge" / "dogecoin.conf").read_text()
+    assert "[regtest]" not in conf and "regtest=1" in conf and "rpcport=" in conf
+
+
+def test_remove_keeps_the_wallet_unless_told(root: Path):
+    add(root, "--prefix", "ltc")
+    (root / "wallet" / "ltc" / "wallet.dat").write_text("keys")
+    output = cli("coin", "remove", "ltc", "--root", str(root))
+    assert f"kept {root / 'wallet' / 'ltc'} and {root / 'pool' / 'ltc'}" in " ".join(
+        output.split())
+    assert (root / "wallet" / "ltc" / "wallet.dat").read_text() == "keys"
+    assert not (root / "coin" / "ltc").exists() and not (root / "bin" / "ltc").exists()
+    add(root, "--prefix", "ltc")
+    cli("coin", "remove", "ltc", "--root", str(root), "--delete-wallet")
+    assert not (root / "wallet" / "ltc").exists() and not (root / "pool" / "ltc").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("coin", "add", "nocoin"),
+     "error: unknown coin 'nocoin'; the catalogue has: bitcoin, dogecoin, litecoin, peercoin "
+     "(or give the path of a coin definition file ending in .toml)"),
+    (("coin", "add", "litecoin", "--prefix", "LTC!"),
+     "error: --prefix: must be 1-16 lowercase letters and digits starting with a letter, "
+     "got 'LTC!'"),
+    (("coin", "add", "litecoin", "--network", "moon"),
+     "error: --network: must be main, test or regtest, got 'moon'"),
+    (("coin", "remove", "xyz"), "error: PREFIX: no coin with prefix 'xyz' (coins: none)"),
+    (("run", "xyz"), "error: PREFIX: no coin 'xyz' on this server (coins: none)"),
+    (("init", "--mode", "cloud"), "error: --mode: must be system or local, got 'cloud'"),
+])
+def test_bad_input_is_refused_with_its_reason(root: Path, args: tuple[str, ...], message: str):
+    result = runner.invoke(app, [*args, "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_bad_coin_file_names_file_key_and_reason(root: Path, tmp_path: Path):
+    bad = tmp_path / "mycoin.toml"
+    text = (Path(multipool.catalog.__file__).parent / "litecoin.toml").read_text()
+    bad.write_text(text.replace('symbol = "LTC"', 'symbol = "LTC"\ncolour = "red"'))
+    result = runner.invoke(app, ["coin", "add", str(bad), "--root", str(root)])
+    assert result.exit_code == 2
+    assert f"error: {bad}: coin.colour: unknown key" in " ".join(result.output.split())
+    bad.write_text("[coin\n")
+    result = runner.invoke(app, ["coin", "add", str(bad), "--root", str(root)])
+    assert f"error: {bad}: not valid TOML" in " ".join(result.output.split())
+
+
+def test_prefix_taken_by_another_coin_is_refused(root: Path):
+    add(root, "--prefix", "x1")
+    result = runner.invoke(app, ["coin", "add", "dogecoin", "--prefix", "x1", "--network",
+                                 "regtest", "--root", str(root)])
+    assert result.exit_code == 2
+    assert ("coin.prefix: prefix 'x1' is taken by litecoin: choose another with --prefix"
+            in " ".join(result.output.split()))
+
+
+def test_commands_on_a_root_without_init(tmp_path: Path):
+    result = runner.invoke(app, ["status", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert (f"no multipool.toml in {tmp_path}: run `multipool init --root {tmp_path}` first"
+            in " ".join(result.output.split()))
+
+
+def test_init_refuses_to_switch_mode(root: Path):
+    result = runner.invoke(app, ["init", "--root", str(root), "--mode", "system"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    if "run as root" in text:  # not root: system mode is refused first
+        assert "--mode: system mode creates users and installs packages" in text
+    else:
+        assert "server.mode: says mode 'local'; `init --mode system` would change it" in text
