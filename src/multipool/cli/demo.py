@@ -1,8 +1,10 @@
-"""`multipool demo`: a local pool on regtest, from nothing to blocks found.
+"""`multipool demo`: the main job, as an operator would do it, on one machine.
 
-Starts two regtest litecoind nodes (joined, so getblocktemplate works), the pool engine
-and the test miner in one directory, and shows blocks being found until Ctrl-C, which
-stops everything it started. Until the server manager exists this is the main job.
+In a local root (``--dir``, ``demo/`` by default) it runs ``init --mode local``, adds two
+Litecoin regtest coins (``ltca`` and ``ltcb``, each with its own pair of nodes), runs
+their services as ``multipool run`` does, and points a CPU test miner at each pool's
+stratum port, showing the blocks each pool finds and records until Ctrl-C stops
+everything (or ``--blocks N`` blocks per pool are recorded).
 """
 
 from __future__ import annotations
@@ -10,124 +12,156 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from multipool.chain.rpc import DaemonClient
+from multipool.catalog import load_definition
+from multipool.chain.address import encode_segwit_address
+from multipool.cli.common import console
 from multipool.cli.logs import setup_logging
-from multipool.devnet import RegtestNetwork, find_litecoind, free_port, regtest_coin_config
-from multipool.engine import PoolEngine
+from multipool.cli.server import server_services
+from multipool.config import CoinConfig, load_coin_config
+from multipool.devnet import find_litecoind
 from multipool.miner import StratumMiner
-from multipool.stratum.sink import MemoryShareSink
+from multipool.ops.changes import Change
+from multipool.ops.coins import CoinRequest, coin_add_changes
+from multipool.ops.layout import Layout
+from multipool.ops.server import init_changes
+from multipool.ops.status import port_listening
+from multipool.ops.supervisor import Supervisor
 
-console = Console(stderr=True)
-# How long the engine and the miner get to stop before the demo goes on without them.
-STOP_TIMEOUT = 15.0
+PREFIXES = ("ltca", "ltcb")
+# How long the pools get to open their stratum ports (daemons start, sync, first job).
+OPEN_TIMEOUT = 120.0
 
 
-def status_table(engine: PoolEngine, sink: MemoryShareSink, miner: StratumMiner, height: int,
-                 began: float) -> Table:
-    table = Table(title="multipool demo: litecoin regtest", show_header=False)
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    accepted_blocks = [b for b in sink.blocks if b.accepted]
-    elapsed = time.monotonic() - began
-    table.add_row("chain height", str(height))
-    table.add_row("blocks found by the pool", str(len(accepted_blocks)))
-    table.add_row("last block", accepted_blocks[-1].hash_hex[:24] + "..."
-                  if accepted_blocks else "-")
-    table.add_row("shares accepted / rejected",
-                  f"{sink.accepted} / {sink.rejected}")
-    table.add_row("miner hashrate", f"{miner.hashes / max(elapsed, 1e-9):,.0f} H/s")
-    table.add_row("stratum port", str(engine.server.bound_ports()[0]))
-    table.add_row("running for", f"{elapsed:,.0f} s  (Ctrl-C stops everything)")
+def recorded_blocks(config: CoinConfig) -> int:
+    """The blocks the pool recorded, read from its SQLite database (0 before it exists)."""
+    assert config.pool.database is not None
+    path = Path(config.pool.database.removeprefix("sqlite:///"))
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        try:
+            return int(db.execute("SELECT count(*) FROM blocks").fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not there yet
+            return 0
+
+
+def set_up(layout: Layout) -> list[CoinConfig]:
+    """`init --mode local` and `coin add litecoin` twice, each change shown."""
+    plan: list[Change] = init_changes(layout, install_packages=False)
+    for change in plan:
+        change.apply()
+    console.print(f"init {layout.root}: {len(plan)} change(s)")
+    definition = load_definition("litecoin")
+    for prefix in PREFIXES:
+        request = CoinRequest(definition=definition, prefix=prefix, network="regtest",
+                              stratum_host="127.0.0.1")
+        _config, found = coin_add_changes(layout, request)
+        for change in found:
+            change.apply()
+        console.print(f"coin add litecoin --prefix {prefix} --network regtest: "
+                      f"{len(found)} change(s)")
+    return [load_coin_config(layout.coin_file(prefix)) for prefix in PREFIXES]
+
+
+def status_table(supervisor: Supervisor, configs: list[CoinConfig],
+                 miners: dict[str, StratumMiner], began: float) -> Table:
+    table = Table(title=f"multipool demo: two litecoin regtest pools, up "
+                  f"{time.monotonic() - began:,.0f} s (Ctrl-C stops everything)",
+                  title_justify="left")
+    for column in ("pool", "stratum", "services", "miner shares", "blocks recorded"):
+        table.add_column(column)
+    for config in configs:
+        prefix = config.coin.prefix
+        states = [s for name, s in supervisor.states.items() if f"-{prefix}-" in name]
+        ready = sum(s.status == "ready" for s in states)
+        miner = miners.get(prefix)
+        table.add_row(prefix, f"127.0.0.1:{config.stratum.ports[0].port}",
+                      f"{ready}/{len(states)} ready",
+                      f"{miner.accepted} accepted" if miner else "waiting for the port",
+                      str(recorded_blocks(config)))
     return table
 
 
-async def run_demo(net: RegtestNetwork, blocks: int | None) -> int:
-    node = net.nodes[0]
-    address = node.rpc("getnewaddress", "", "bech32", wallet="pool")
-    # One block from the daemon takes the chain out of initial block download.
-    if node.rpc("getblockcount") == 0:
-        node.rpc("generatetoaddress", 1, address)
-    config = regtest_coin_config(node, address=address, port=free_port(),
-                                 difficulty=0.0001, name="demo coin")
+async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None) -> int:
+    supervisor = Supervisor(server_services(layout), log_dir=layout.log)
+    main = asyncio.current_task()
+    assert main is not None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with DaemonClient(node.rpc_url, user=node.rpc_user,
-                            password=node.rpc_password) as daemon:
-        sink = MemoryShareSink()
-        engine = PoolEngine(config=config, daemon=daemon, sink=sink)
-        engine_task = asyncio.create_task(engine.run())
-        listening = asyncio.create_task(engine.server.listening.wait())
-        await asyncio.wait({engine_task, listening}, return_when=asyncio.FIRST_COMPLETED)
-        if engine_task.done():
-            listening.cancel()
-            engine_task.result()  # the engine failed to start: raise its error
-            return 0
-        port = engine.server.bound_ports()[0]
-        miner = StratumMiner(host="127.0.0.1", port=port, username=f"{address}.demo",
-                             algorithm="scrypt")
-        miner_task = asyncio.create_task(miner.run())
-        began = time.monotonic()
-        start_blocks = 0
-        try:
-            with Live(console=console, refresh_per_second=2,
-                      transient=False) as live:
-                while not stop.is_set():
-                    height = await daemon.getblockcount()
-                    live.update(status_table(engine, sink, miner, height, began))
-                    found = sum(b.accepted for b in sink.blocks) - start_blocks
-                    if blocks is not None and found >= blocks:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await stop.wait()
-        finally:
-            console.print()
+    services = asyncio.create_task(supervisor.run())
+    miners: dict[str, StratumMiner] = {}
+    miner_tasks: list[asyncio.Task[None]] = []
+    began = time.monotonic()
+    try:
+        with Live(console=console, refresh_per_second=2) as live:
+            while not stop.is_set() and not services.done():
+                for config in configs:
+                    prefix, port = config.coin.prefix, config.stratum.ports[0].port
+                    if prefix not in miners and await port_listening("127.0.0.1", port):
+                        # A regtest address nobody holds: the demo pays no one.
+                        address = encode_segwit_address("rltc", 0, os.urandom(20))
+                        miner = StratumMiner(host="127.0.0.1", port=port,
+                                             username=f"{address}.demo", algorithm="scrypt")
+                        miners[prefix] = miner
+                        miner_tasks.append(asyncio.create_task(miner.run()))
+                if len(miners) < len(configs) and time.monotonic() - began > OPEN_TIMEOUT:
+                    console.print(f"[red]error:[/] a pool did not open its stratum port in "
+                                  f"{OPEN_TIMEOUT:.0f} s: see the logs in {layout.log}")
+                    break
+                live.update(status_table(supervisor, configs, miners, began))
+                if blocks is not None and all(recorded_blocks(c) >= blocks for c in configs):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await stop.wait()
+    finally:
+        for miner in miners.values():
             miner.stop()
-            tasks = {miner_task, engine_task}
-            for task in tasks:
-                task.cancel()
-            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
-            if pending:
-                console.print(f"[yellow]warning:[/] {len(pending)} task(s) did not stop "
-                              f"within {STOP_TIMEOUT:g} s")
-        return sum(b.accepted for b in sink.blocks)
+        if miner_tasks:
+            await asyncio.wait(miner_tasks, timeout=15)
+        console.print("stopping the pools and their nodes ...")
+        services.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await services
+    return min(recorded_blocks(config) for config in configs)
 
 
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="where the demo keeps its nodes")]
+    directory: Annotated[Path, typer.Option("--dir", help="the demo server's root")]
     = Path("demo"),
-    blocks: Annotated[int | None, typer.Option(help="stop after this many pool blocks")]
-    = None,
-    fresh: Annotated[bool, typer.Option(help="start from an empty chain")] = True,
+    blocks: Annotated[int | None, typer.Option(help="stop once each pool recorded this "
+                                                    "many blocks")] = None,
+    fresh: Annotated[bool, typer.Option(help="start from an empty root")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")]
     = "warning",
 ) -> None:
-    """Run a local pool on Litecoin regtest: two nodes, the engine and a CPU miner."""
+    """Run two Litecoin regtest pools in a local root: init, coin add twice, run, and a
+    CPU miner on each pool."""
     if find_litecoind() is None:
         console.print("[red]error:[/] litecoind not found: run `make setup` (installs the "
-                      "Debian package litecoind) or set MULTIPOOL_LITECOIND")
+                      "Debian package litecoind)")
         raise typer.Exit(2)
     setup_logging(log_level)
-    if fresh and directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    console.print(f"starting two regtest litecoind nodes in [bold]{directory}[/] ...")
-    with RegtestNetwork(directory.resolve(), nodes=2) as net:
-        console.print("nodes up and joined; starting the pool engine and the miner")
-        found = asyncio.run(run_demo(net, blocks))
-        console.print("stopping the nodes ...")
-    console.print(f"[green]done:[/] the pool found {found} blocks; everything stopped")
+    root = directory.resolve()
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    layout = Layout(root, "local")
+    configs = set_up(layout)
+    found = asyncio.run(run_demo(layout, configs, blocks))
+    console.print(f"[green]done:[/] each pool recorded at least {found} blocks; "
+                  "everything stopped")
     logging.shutdown()
