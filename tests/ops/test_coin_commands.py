@@ -183,3 +183,26 @@ def test_init_refuses_to_switch_mode(root: Path):
         assert "--mode: system mode creates users and installs packages" in text
     else:
         assert "server.mode: says mode 'local'; `init --mode system` would change it" in text
+
+
+def test_a_failure_half_way_is_resumed_by_the_same_command(root: Path, monkeypatch):
+    """The link step fails (as a full disk would): the changes before it stay, the error
+    names the cause, and running the same command again does only what is left."""
+    real_symlink_to = Path.symlink_to
+
+    def failing_symlink_to(self, target, target_is_directory=False):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "symlink_to", failing_symlink_to)
+    result = runner.invoke(app, ["coin", "add", "litecoin", "--network", "regtest",
+                                 "--root", str(root)])
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output
+    coin_file = root / "coin" / "ltc" / "coin.toml"
+    assert coin_file.exists()  # written before the failing step
+    written = coin_file.read_text()
+    monkeypatch.setattr(Path, "symlink_to", real_symlink_to)
+    rest = add(root)
+    assert rest and all(c["target"] != str(coin_file) for c in rest)
+    assert coin_file.read_text() == written  # same ports and password as the first try
+    assert add(root) == []
