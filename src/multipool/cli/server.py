@@ -168,7 +168,8 @@ def status(
                 console.print(f"[yellow]{s.prefix}:[/] {problem}", soft_wrap=True)
 
 
-def _systemctl(action: str, prefixes: list[str] | None, root: Path) -> None:
+def _systemctl(action: str, prefixes: list[str] | None, root: Path,
+               dry_run: bool = False) -> None:
     from multipool.ops import systemd
 
     with reported_errors():
@@ -177,22 +178,30 @@ def _systemctl(action: str, prefixes: list[str] | None, root: Path) -> None:
         if not systemd.systemd_running():
             raise ConfigError("systemd is not running on this host: use `multipool run`",
                               key=action)
-        getattr(systemd, action)(names)
-        console.print(f"{action}: {', '.join(names)}")
+        if action == "restart":
+            systemd.restart(names)
+            console.print(f"restarted {', '.join(names)}")
+            return
+        # start: enabled at boot and running; stop: stopped, still enabled at boot.
+        plan = [change for name in names for change in systemd.service_state_changes(
+            name, running=action == "start", enabled=True)]
+        apply_changes(plan, console=console, dry_run=dry_run, as_json=False, title=action)
 
 
 PrefixesArgument = Annotated[list[str] | None,
                              typer.Argument(help="coins (default: all)")]
 
 
-def start(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
-    """Start the coins' services (systemd)."""
-    _systemctl("start", prefixes, root)
+def start(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT,
+          dry_run: DryRunOption = False) -> None:
+    """Enable and start the coins' services (systemd)."""
+    _systemctl("start", prefixes, root, dry_run)
 
 
-def stop(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
-    """Stop the coins' services (systemd)."""
-    _systemctl("stop", prefixes, root)
+def stop(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT,
+         dry_run: DryRunOption = False) -> None:
+    """Stop the coins' services (systemd); they stay enabled at boot."""
+    _systemctl("stop", prefixes, root, dry_run)
 
 
 def restart(prefixes: PrefixesArgument = None, root: RootOption = DEFAULT) -> None:
