@@ -168,19 +168,22 @@ def _pg_os_user() -> str:
 
 class PostgresServer:
     """A throwaway PostgreSQL cluster: superuser ``pool``, trust auth, 127.0.0.1 only.
+    With ``password_auth=True`` only ``pool`` is trusted and every other role needs its
+    password over TCP (to test roles and passwords).
 
     A context manager; or call :meth:`start` and :meth:`stop` (which always cleans up).
     :meth:`stop_server` and :meth:`start_server` make an outage in between.
     """
 
     def __init__(self, *, bin_dir: str | Path | None = None,
-                 start_timeout: float = START_TIMEOUT):
+                 start_timeout: float = START_TIMEOUT, password_auth: bool = False):
         found = Path(bin_dir) if bin_dir else find_pg_bin()
         if found is None:
             raise FileNotFoundError("PostgreSQL not found under /usr/lib/postgresql/*/bin: "
                                     "install the postgresql package or set MULTIPOOL_PG_BIN")
         self.bin_dir = found
         self.start_timeout = start_timeout
+        self.password_auth = password_auth
         self.host = "127.0.0.1"
         self.user = PG_USER
         self.port = 0
@@ -225,6 +228,8 @@ class PostgresServer:
             _run(self._as_owner("initdb", "-D", str(self.datadir), "-U", self.user,
                                 "--auth=trust", "-N", "-E", "UTF8", "--locale=C"),
                  what="initdb", cwd=self.tmpdir)
+            if self.password_auth:
+                self._require_passwords()
             for attempt in range(3):  # another process may take the port before us
                 self.port = _free_port()
                 try:
@@ -237,6 +242,16 @@ class PostgresServer:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - started
+
+    def _require_passwords(self) -> None:
+        """pg_hba.conf for ``password_auth``: ``pool`` keeps trust, every other role must
+        give its password (scram-sha-256) over TCP. Rewritten in place, so the file keeps
+        its owner and mode."""
+        (self.datadir / "pg_hba.conf").write_text(
+            "# multipool.testdb, password_auth=True\n"
+            "local all all trust\n"
+            f"host all {self.user} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n")
 
     def _pg_ctl_start(self) -> None:
         """Start the postmaster on the existing cluster and ``self.port``; wait for it."""
@@ -546,6 +561,16 @@ class MariaDBServer:
         """Return the SQLAlchemy URL of ``database`` as user ``pool``."""
         return (f"mysql+{driver}://{self.user}:{self.password}@{self.host}:{self.port}"
                 f"/{database}")
+
+    def create_admin(self, name: str = "admin", driver: str = "aiomysql") -> str:
+        """Create (or re-create, with a new random password) user ``name`` with every
+        privilege and GRANT OPTION, like an operator's root, which may create users and
+        grant them privileges (``pool`` may not grant); return its URL (no database)."""
+        password = secrets.token_hex(16)
+        self.admin_sql(f"CREATE OR REPLACE USER '{_check_name(name)}'@'%' IDENTIFIED BY "
+                       f"'{password}'; GRANT ALL PRIVILEGES ON *.* TO '{name}'@'%' "
+                       f"WITH GRANT OPTION;")
+        return f"mysql+{driver}://{name}:{password}@{self.host}:{self.port}/"
 
     def admin_sql(self, sql: str, database: str | None = None) -> str:
         """Run ``sql`` as root over the Unix socket; return the tab-separated output."""
