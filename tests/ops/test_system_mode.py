@@ -84,7 +84,7 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     assert user_exists(BUILD_USER) and user_exists(WEB_USER)
     for entry in layout.server_entries():
         assert owner_group_mode(entry.path) == ("root", "root", entry.mode), entry.path
-    assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o644)
+    assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o600)
     assert changes_of(multipool("init", "--root", str(root), "--json")) == []
 
     add = ("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",

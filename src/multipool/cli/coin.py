@@ -18,7 +18,7 @@ from multipool.cli.common import (
     console,
     reported_errors,
 )
-from multipool.config import PREFIX_CHARS, CoinConfig, load_coin_config
+from multipool.config import PREFIX_CHARS, CoinConfig, load_coin_config, load_server_config
 from multipool.errors import ConfigError
 from multipool.ops import systemd
 from multipool.ops.changes import Change
@@ -77,8 +77,10 @@ def add(
         chosen = prefix or definition.prefix
         check_prefix(chosen)
         layout = open_layout(root.resolve())
+        server = load_server_config(layout.config_file)
         request = CoinRequest(definition=definition, prefix=chosen, network=network,
-                              address=address, stratum_port=stratum_port)
+                              address=address, stratum_port=stratum_port,
+                              database_admin=server.database)
         config, plan = coin_add_changes(layout, request)
         plan += unit_changes(layout, config, unit_dir)
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,

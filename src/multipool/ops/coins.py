@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from multipool.catalog import CoinDefinition
 from multipool.config import CoinConfig, load_coin_config, parse_coin_config
 from multipool.errors import ConfigError
-from multipool.ops import changes, daemon_conf
+from multipool.ops import changes, daemon_conf, databases
 from multipool.ops.changes import Change
 from multipool.ops.daemon_install import install_daemon
 from multipool.ops.layout import Layout
@@ -32,6 +32,8 @@ from multipool.tomlwrite import toml_document
 RPC_USER = "pool"
 POOL_WALLET = "pool"
 PEER_DIR = "peer"
+# The web's read-only database password (PostgreSQL/MariaDB servers), at the root.
+WEB_SECRET = "web-database.secret"  # noqa: S105 - a file name, not a password
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class CoinRequest:
     address: str | None = None
     stratum_host: str = "0.0.0.0"  # noqa: S104 - miners connect from anywhere
     stratum_port: int | None = None
+    # multipool.toml [database] url: "sqlite", or a PostgreSQL/MariaDB admin URL.
+    database_admin: str = "sqlite"
 
 
 def ports_in_use(layout: Layout, except_prefix: str) -> set[int]:
@@ -120,7 +124,11 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
                  "fee_percent": definition.fee_percent, "min_payout": definition.min_payout,
                  "payment_interval": definition.payment_interval,
                  "state_dir": str(pool_dir),
-                 "database": f"sqlite:///{pool_dir / 'pool.db'}"},
+                 "database": (f"sqlite:///{pool_dir / 'pool.db'}"
+                              if request.database_admin == "sqlite" else
+                              databases.coin_database_url(request.database_admin,
+                                                          request.prefix,
+                                                          databases.generate_password()))},
     }
 
 
@@ -216,6 +224,28 @@ def coin_services(layout: Layout, config: CoinConfig) -> list[ServiceSpec]:
     return specs
 
 
+def database_changes(layout: Layout, config: CoinConfig, admin_url: str) -> list[Change]:
+    """On PostgreSQL or MariaDB: the coin's database and role (the password is the one
+    in coin.toml), and the web's read-only role (its password kept beside multipool.toml,
+    readable by the web user only)."""
+    url = config.pool.database
+    if admin_url == "sqlite" or url is None or url.startswith("sqlite"):
+        return []
+    password = urlsplit(url).password
+    if password is None:
+        raise ConfigError("needs the coin role's password in the URL", file=config.path,
+                          key="pool.database")
+    secret = layout.root / WEB_SECRET
+    web_password = (secret.read_text().strip() if secret.exists()
+                    else databases.generate_password())
+    plan = changes.file(secret, web_password + "\n", owner=layout.admin,
+                        group=layout.web_user, mode=0o640)
+    _url, found = databases.coin_database_plan(admin_url, config.coin.prefix,
+                                               password=unquote(password),
+                                               web_password=web_password)
+    return plan + found
+
+
 def coin_add_changes(layout: Layout, request: CoinRequest, *,
                      install: bool = True) -> tuple[CoinConfig, list[Change]]:
     """Given an initialised server and a request, return the coin's config and what
@@ -242,6 +272,7 @@ def coin_add_changes(layout: Layout, request: CoinRequest, *,
         d = config.daemon
         plan += install_daemon(layout, prefix, source=d.source, binary=d.binary or "",
                                package=d.package, git=d.git, ref=d.ref, build=d.build)
+    plan += database_changes(layout, config, request.database_admin)
     wallet_dir = layout.wallet_dir(prefix)
     conf = conf_name(config)
     conf_path = wallet_dir / conf

@@ -1,7 +1,7 @@
 """The server tree and who owns what in it.
 
     /opt/multipool/          root:root 0755     (--root DIR for a local install)
-      multipool.toml         root:root 0644     server config, no secrets
+      multipool.toml         root:root 0600     server config (may hold a database admin URL)
       bin/<prefix>/          root:<p>d 0750     the coin's daemon binary (root-owned, never setuid)
       src/<prefix>/          build:build 0700   daemon sources, only the build user reads them
       wallet/<prefix>/       <p>d:<p>d 0700     the daemon's datadir and wallet

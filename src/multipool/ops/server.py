@@ -70,8 +70,9 @@ def init_changes(layout: Layout, *, install_packages: bool = True) -> list[Chang
         plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
                                   mode=entry.mode)
     if existing is None:
+        # 0600: [database] url may hold a database admin password.
         plan += changes.file(layout.config_file, server_config_text(layout.root, layout.mode),
-                             owner=layout.admin, group=layout.admin, mode=0o644)
+                             owner=layout.admin, group=layout.admin, mode=0o600)
     return plan
 
 
