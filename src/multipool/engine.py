@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from multipool.chain.address import address_to_script
 from multipool.chain.pow import ALGORITHMS
 from multipool.chain.rpc import DaemonClient, DaemonError
+from multipool.chain.sync import (
+    CLOSE_AFTER,
+    MAX_HEADER_LAG,
+    Gate,
+    SyncGate,
+    SyncState,
+    SyncWatcher,
+)
 from multipool.chain.zmq_notify import HashblockListener
 from multipool.config import CoinConfig
 from multipool.errors import PoolError
@@ -46,10 +55,20 @@ class DaemonBlockSubmitter(BlockSubmitterAPI):
 
 
 class PoolEngine:
-    """Wires one coin's parts together and runs them until cancelled."""
+    """Wires one coin's parts together and runs them until cancelled.
+
+    The stratum ports are open only while the daemon is synced (out of initial block
+    download, headers at most ``max_header_lag`` ahead of blocks, at least one peer) and
+    a job on its best block is ready; they close, and every miner is disconnected, once
+    ``close_after`` readings in a row (``sync_interval`` seconds apart) found the daemon
+    behind. ``sync_state`` holds the last reading (None before the first) and
+    ``stratum_open`` whether the ports are open.
+    """
 
     # Longer than the share writer's own final-flush timeout.
     SERVICE_STOP_TIMEOUT = 20.0
+    # While the ports stay closed, the reason is logged again this often (seconds).
+    BEHIND_REMINDER = 600.0
 
     def __init__(
         self,
@@ -60,6 +79,10 @@ class PoolEngine:
         limits: SessionLimits | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
         logger: logging.Logger | None = None,
+        sync_interval: float = 5.0,
+        sync_timeout: float = 30.0,
+        max_header_lag: int = MAX_HEADER_LAG,
+        close_after: int = CLOSE_AFTER,
     ):
         self.config = config
         # Services that live as long as the engine (the share writer's flush loop).
@@ -92,6 +115,15 @@ class PoolEngine:
             limits=limits,
             logger=self.logger.getChild("stratum"),
         )
+        self.sync_watcher = SyncWatcher(daemon, interval=sync_interval,
+                                        answer_timeout=sync_timeout,
+                                        max_header_lag=max_header_lag,
+                                        logger=self.logger.getChild("sync"))
+        self.sync_gate = SyncGate(close_after=close_after)
+        self.sync_state: SyncState | None = None
+        self.stratum_open = False
+        self._opened_before = False
+        self._behind_logged: tuple[str, float] | None = None  # (reason, when)
 
     def _service_ended(self, task: asyncio.Task[None]) -> None:
         """A background service must live as long as the engine: one that ends early
@@ -105,9 +137,87 @@ class PoolEngine:
 
     def _on_job(self, job: Job) -> None:
         self.server.broadcast(job)
+        if not self.stratum_open:
+            self.sync_watcher.wake()  # the work the closed ports wait for may be here
+
+    def _work_ready(self, state: SyncState) -> bool:
+        """Is there a job to hand out on the daemon's best block? After the ports were
+        closed the current job may be far behind the tip the daemon caught up with."""
+        current = self.jobs.current
+        if current is not None and (not state.best_hash
+                                    or current.template.prev_hash_hex == state.best_hash):
+            return True
+        if current is not None:
+            self.jobs.new_block_signal()  # fetch a template on the new tip now
+        return False
+
+    async def _gate_stratum(self) -> None:
+        """Read the daemon's sync state every few seconds; open the stratum ports when it
+        is synced and work is ready, close them when it falls behind. Runs until
+        cancelled."""
+        while True:
+            state = await self.sync_watcher.read()
+            self.sync_state = state
+            ready = not self.stratum_open and state.synced and self._work_ready(state)
+            action = self.sync_gate.update(state, ready=ready)
+            if action is Gate.OPEN:
+                await self._open_stratum()
+            elif action is Gate.CLOSE:
+                await self._close_stratum(state)
+            elif state.reason is not None and not self.stratum_open:
+                self._note_behind(state.reason)
+            elif state.reason is None and not self.stratum_open:
+                self.logger.debug("daemon synced; waiting for a job on its best block")
+            elif state.reason is not None:
+                self.logger.debug("daemon behind (%s) at %d reading(s) in a row; the "
+                                  "ports close at %d", state.reason,
+                                  self.sync_gate.behind_count, self.sync_gate.close_after)
+            await self.sync_watcher.sleep()
+
+    def _note_behind(self, reason: str) -> None:
+        """While the ports stay closed: say why, once, and again every BEHIND_REMINDER
+        seconds (initial block download can take hours)."""
+        now = time.monotonic()
+        last = self._behind_logged
+        if last is None:
+            self.logger.warning("daemon behind (%s): stratum ports stay closed until it "
+                                "is synced", reason)
+        elif now - last[1] >= self.BEHIND_REMINDER:
+            self.logger.info("daemon still behind (%s): stratum ports closed", reason)
+        else:
+            return
+        self._behind_logged = (reason, now)
+
+    async def _open_stratum(self) -> None:
+        self.logger.info("daemon synced: opening stratum ports")
+        try:
+            await self.server.start()
+        except OSError as exc:
+            if not self._opened_before:
+                raise  # a port taken or not allowed from the start: a setup error
+            self.logger.error("cannot open the stratum ports again: %s; trying again at "
+                              "the next reading", exc)
+            return
+        self.sync_gate.opened()
+        self.stratum_open = True
+        self._opened_before = True
+        self._behind_logged = None
+
+    async def _close_stratum(self, state: SyncState) -> None:
+        # Existing miners are disconnected, not only new ones refused: their work is on
+        # a tip the network has left (or, without peers, a block they find may never
+        # reach the network), and a miner whose pool hangs up goes to its backup pool.
+        # A share whose hash check is still running when its session closes is dropped.
+        reason = state.reason or "unknown"
+        self.logger.warning("daemon behind (%s): closing stratum ports", reason)
+        self.stratum_open = False
+        self.sync_gate.closed()
+        self._behind_logged = (reason, time.monotonic())
+        await self.server.stop_listening(disconnect=f"daemon behind: {reason}")
 
     async def run(self) -> None:
-        """Get the first job, open the stratum ports, serve until cancelled."""
+        """Get jobs, open the stratum ports while the daemon is synced, serve until
+        cancelled."""
         self._main_task = asyncio.current_task()
         self.logger.info("starting %s pool engine (%s, %s)", self.config.coin.name,
                          self.config.coin.algorithm, self.config.coin.network)
@@ -126,9 +236,8 @@ class PoolEngine:
                         lambda _hash: self.jobs.new_block_signal(),
                         self.logger.getChild("zmq"))
                     group.create_task(listener.run())
-                await self.jobs.first_job.wait()
-                await self.server.start()
                 group.create_task(self.server.serve())
+                group.create_task(self._gate_stratum())
         finally:
             for service in services:
                 service.remove_done_callback(self._service_ended)

@@ -90,15 +90,23 @@ class StratumServer:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open every configured port (worker processes for slow hashes start first)."""
+        """Open every configured port (worker processes for slow hashes start first);
+        after :meth:`stop_listening`, open them again. A port that cannot be opened
+        raises OSError, with none of them left open."""
+        if self._servers:
+            return
         if self.algorithm.slow:
             await self.hasher.warm_up()
         loop = asyncio.get_running_loop()
         for port in self.config.ports:
-            server = await loop.create_server(
-                lambda port=port: self._new_session(port),
-                self.config.host, port.port, ssl=self._tls_context(port),
-                reuse_address=True, backlog=1024)
+            try:
+                server = await loop.create_server(
+                    lambda port=port: self._new_session(port),
+                    self.config.host, port.port, ssl=self._tls_context(port),
+                    reuse_address=True, backlog=1024)
+            except BaseException:
+                await self.stop_listening()
+                raise
             self._servers.append(server)
             self.logger.info("stratum listening on %s:%d (difficulty %g%s%s)",
                              self.config.host, port.port, port.difficulty,
@@ -128,14 +136,22 @@ class StratumServer:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        for server in self._servers:
+    async def stop_listening(self, disconnect: str | None = None) -> None:
+        """Close the listening ports, so new connections are refused; with a
+        ``disconnect`` reason, also close every session (:meth:`start` listens again).
+        Blocks already found are still submitted."""
+        servers, self._servers = self._servers, []
+        self.listening.clear()
+        for server in servers:
             server.close()
-        for session in list(self.sessions.values()):
-            session.close("server shutting down")
-        for server in self._servers:
+        if disconnect is not None:
+            for session in list(self.sessions.values()):
+                session.close(disconnect)
+        for server in servers:
             await server.wait_closed()
-        self._servers.clear()
+
+    async def close(self) -> None:
+        await self.stop_listening("server shutting down")
         await self.blocks.wait()
         if self._own_executor:
             self.executor.shutdown(wait=False, cancel_futures=True)
