@@ -133,7 +133,7 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
             miner.stop()
         if miner_tasks:
             await asyncio.wait(miner_tasks, timeout=15)
-        console.print("stopping the pools and their nodes ...")
+        console.print("\nstopping the pools and their nodes ...")
         services.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await services
