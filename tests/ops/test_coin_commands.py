@@ -83,7 +83,8 @@ def test_an_edit_of_coin_toml_is_kept_and_applied(root: Path):
     old_p2p = config.daemon.p2p_port
     text = text.replace(f"p2p_port = {old_p2p}", "p2p_port = 45678")
     coin_file.write_text(text)
-    again = add(root, "--prefix", "ltc")
+    # `coin add PREFIX` applies the edited coin.toml again (as its header says).
+    again = changes("coin", "add", "ltc", "--root", str(root))
     # coin.toml is the source of truth: only the daemon config follows the edit.
     assert [c["target"] for c in again] == [str(root / "wallet" / "ltc" / "litecoin.conf"),
                                             str(root / "wallet" / "ltc" / "peer" /
@@ -209,3 +210,14 @@ def test_a_failure_half_way_is_resumed_by_the_same_command(root: Path, monkeypat
     assert rest and all(c["target"] != str(coin_file) for c in rest)
     assert coin_file.read_text() == written  # same ports and password as the first try
     assert add(root) == []
+
+
+def test_an_existing_coin_keeps_its_network(root: Path):
+    add(root, "--prefix", "ltc")
+    result = runner.invoke(app, ["coin", "add", "litecoin", "--prefix", "ltc", "--network",
+                                 "main", "--root", str(root)])
+    assert result.exit_code == 2
+    assert (f"error: {root / 'coin' / 'ltc' / 'coin.toml'}: coin.network: ltc was added for "
+            "regtest, not main: edit this file or remove the coin first"
+            in " ".join(result.output.split()))
+    assert changes("coin", "add", "litecoin", "--prefix", "ltc", "--root", str(root)) == []

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from multipool.catalog import catalog_names, load_definition
+from multipool.catalog import CoinDefinition, catalog_names, load_definition
 from multipool.cli.common import (
     DEFAULT,
     DryRunOption,
@@ -52,10 +52,12 @@ def unit_changes(layout: Layout, config: CoinConfig, unit_dir: Path) -> list[Cha
 @app.command("add")
 def add(
     coin: Annotated[str, typer.Argument(help="a catalogue name (see `coin list "
-                                             "--catalogue`) or the path of a coin TOML")],
+                                             "--catalogue`), the path of a coin TOML, or the "
+                                             "prefix of a coin to apply its coin.toml again")],
     prefix: Annotated[str | None, typer.Option(help="the coin's id on this server "
                                                     "(default: the definition's)")] = None,
-    network: Annotated[str, typer.Option(help="main, test or regtest")] = "main",
+    network: Annotated[str | None, typer.Option(help="main, test or regtest (default: "
+                                                     "main)")] = None,
     address: Annotated[str | None, typer.Option(
         help="pool wallet address for coinbases (default: one from the daemon's wallet)")]
     = None,
@@ -70,13 +72,17 @@ def add(
     """Add a coin: users, directories, daemon, daemon config, coin.toml, services. Run it
     again after editing coin/<prefix>/coin.toml to apply the edit."""
     with reported_errors():
-        if network not in ("main", "test", "regtest"):
+        if network not in (None, "main", "test", "regtest"):
             raise ConfigError(f"must be main, test or regtest, got {network!r}",
                               key="--network")
-        definition = load_definition(coin)
-        chosen = prefix or definition.prefix
-        check_prefix(chosen)
         layout = open_layout(root.resolve())
+        definition: CoinDefinition | None
+        if coin in layout.prefixes() and prefix in (None, coin):
+            definition, chosen = None, coin  # `coin add PREFIX`: apply coin.toml again
+        else:
+            definition = load_definition(coin)
+            chosen = prefix or definition.prefix
+        check_prefix(chosen)
         server = load_server_config(layout.config_file)
         request = CoinRequest(definition=definition, prefix=chosen, network=network,
                               address=address, stratum_port=stratum_port,

@@ -38,11 +38,13 @@ WEB_SECRET = "web-database.secret"  # noqa: S105 - a file name, not a password
 
 @dataclass(frozen=True)
 class CoinRequest:
-    """What the operator asked `coin add` for."""
+    """What the operator asked `coin add` for. Without a definition (``coin add PREFIX``)
+    the coin must exist: its coin.toml is applied again. ``network`` None: main for a new
+    coin; for an existing one it must match."""
 
-    definition: CoinDefinition
+    definition: CoinDefinition | None
     prefix: str
-    network: str
+    network: str | None = None
     address: str | None = None
     stratum_host: str = "0.0.0.0"  # noqa: S104 - miners connect from anywhere
     stratum_port: int | None = None
@@ -75,7 +77,8 @@ def coin_ports(config: CoinConfig) -> set[int]:
 
 def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
     """The contents of a new coin.toml: ports allocated, a random RPC password."""
-    definition, network = request.definition, request.network
+    definition, network = request.definition, request.network or "main"
+    assert definition is not None
     if network not in definition.ports:
         raise ConfigError(f"no ports for network {network!r} in the definition (it has "
                           f"{', '.join(sorted(definition.ports))})", file=definition.file,
@@ -143,10 +146,17 @@ def coin_config(layout: Layout, request: CoinRequest) -> tuple[CoinConfig, str |
     path = layout.coin_file(request.prefix)
     if path.exists():
         config = load_coin_config(path)
-        if config.coin.name != request.definition.name:
+        if request.definition is not None and config.coin.name != request.definition.name:
             raise ConfigError(f"prefix {request.prefix!r} is taken by {config.coin.name}: "
                               "choose another with --prefix", file=str(path), key="coin.prefix")
+        if request.network is not None and request.network != config.coin.network:
+            raise ConfigError(f"{request.prefix} was added for {config.coin.network}, not "
+                              f"{request.network}: edit this file or remove the coin first",
+                              file=str(path), key="coin.network")
         return config, None
+    if request.definition is None:
+        raise ConfigError(f"no coin {request.prefix!r} on this server to apply again, and "
+                          "no catalogue coin of that name", key="COIN")
     text = toml_document(new_coin_data(layout, request), COIN_HEADER)
     return parse_coin_config(tomllib.loads(text), str(path)), text
 
