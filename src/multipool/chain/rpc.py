@@ -371,3 +371,9 @@ class DaemonClient:
     async def createwallet(self, name: str) -> dict[str, Any]:
         """Given a new wallet name, create and load it; -4 when it exists already."""
         return await self._call("createwallet", [name], idempotent=False)
+
+    async def backupwallet(self, destination: str | Path) -> None:
+        """Given a path on the daemon's host that the daemon may write, copy the client's
+        wallet there, consistent while the daemon runs (an online backup). The daemon
+        writes the file itself, as its own user; -4 when it cannot."""
+        await self._call("backupwallet", [str(destination)], wallet=True)

@@ -14,6 +14,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from multipool.cli.coin import UnitDirOption
 from multipool.cli.common import (
     DEFAULT,
     DryRunOption,
@@ -38,15 +39,17 @@ def init(
     root: RootOption = DEFAULT,
     mode: Annotated[str, typer.Option(help="system (root: users, packages) or local")]
     = "system",
+    unit_dir: UnitDirOption = Path("/etc/systemd/system"),
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Create the server tree and multipool.toml (system mode: users and packages too)."""
+    """Create the server tree and multipool.toml (system mode: users, packages and the
+    nightly backup timer too)."""
     with reported_errors():
         if mode not in ("system", "local"):
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
-        apply_changes(init_changes(layout), console=console, dry_run=dry_run,
+        apply_changes(init_changes(layout, unit_dir=unit_dir), console=console, dry_run=dry_run,
                       as_json=json_out, title=f"init {layout.root} ({mode})")
 
 

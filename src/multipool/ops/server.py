@@ -7,7 +7,8 @@ from pathlib import Path
 
 from multipool.config import ServerConfig, load_server_config
 from multipool.errors import ConfigError
-from multipool.ops import changes
+from multipool.ops import changes, systemd
+from multipool.ops.backup import backup_unit_changes
 from multipool.ops.changes import Change
 from multipool.ops.layout import Layout
 
@@ -55,8 +56,10 @@ def existing_server(layout: Layout) -> ServerConfig | None:
     return config
 
 
-def init_changes(layout: Layout, *, install_packages: bool = True) -> list[Change]:
-    """Given the wanted layout, return what `init` must change (nothing the second time)."""
+def init_changes(layout: Layout, *, install_packages: bool = True,
+                 unit_dir: Path = systemd.UNIT_DIR) -> list[Change]:
+    """Given the wanted layout, return what `init` must change (nothing the second time).
+    System mode: the nightly backup's units too, in ``unit_dir``."""
     check_mode(layout.mode)
     existing = existing_server(layout)
     plan: list[Change] = []
@@ -73,6 +76,7 @@ def init_changes(layout: Layout, *, install_packages: bool = True) -> list[Chang
         # 0600: [database] url may hold a database admin password.
         plan += changes.file(layout.config_file, server_config_text(layout.root, layout.mode),
                              owner=layout.admin, group=layout.admin, mode=0o600)
+    plan += backup_unit_changes(layout, unit_dir)
     return plan
 
 
