@@ -78,14 +78,16 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     unit_dir.mkdir()
     layout = Layout(root, "system")
 
-    first = changes_of(multipool("init", "--root", str(root), "--json"))
+    first = changes_of(multipool("init", "--root", str(root), "--unit-dir", str(unit_dir),
+                                 "--json"))
     assert {(c["operation"], c["target"]) for c in first} >= {
         ("files.file", str(root / "multipool.toml")), ("files.directory", str(root))}
     assert user_exists(BUILD_USER) and user_exists(WEB_USER)
     for entry in layout.server_entries():
         assert owner_group_mode(entry.path) == ("root", "root", entry.mode), entry.path
     assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o600)
-    assert changes_of(multipool("init", "--root", str(root), "--json")) == []
+    assert changes_of(multipool("init", "--root", str(root), "--unit-dir", str(unit_dir),
+                                "--json")) == []
 
     add = ("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
            "--root", str(root), "--unit-dir", str(unit_dir), "--json")
@@ -114,9 +116,12 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     assert "rpcauth=pool:" in conf and password not in conf and "rpcpassword" not in conf
     assert "rpcbind=127.0.0.1" in conf
 
-    units = sorted(unit_dir.glob("*.service"))
+    units = sorted(unit_dir.glob(f"multipool-{prefix}-*.service"))
     assert [u.name for u in units] == sorted(
         f"multipool-{prefix}-{kind}.service" for kind in ("daemon", "peer", "pool"))
+    # init wrote the nightly backup: a oneshot service and its timer.
+    assert (unit_dir / "multipool-backup.service").exists()
+    assert (unit_dir / "multipool-backup.timer").exists()
     analyze = shutil.which("systemd-analyze")
     assert analyze is not None
     assert verify(analyze, units) == []
@@ -134,6 +139,7 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     removed = changes_of(multipool("coin", "remove", prefix, "--root", str(root),
                                    "--unit-dir", str(unit_dir), "--json"))
     assert removed
-    assert not layout.coin_dir(prefix).exists() and not list(unit_dir.glob("*.service"))
+    assert not layout.coin_dir(prefix).exists()
+    assert not list(unit_dir.glob(f"multipool-{prefix}-*"))
     assert layout.wallet_dir(prefix).is_dir() and layout.pool_dir(prefix).is_dir()
     assert (layout.wallet_dir(prefix) / "litecoin.conf").exists()
