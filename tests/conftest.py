@@ -4,7 +4,6 @@ on loopback (multipool.testdb), one of each per test session, started on first u
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,29 +11,33 @@ from pathlib import Path
 import pytest
 
 from multipool.testdb import MariaDBServer, PostgresServer, find_mariadb, find_pg_bin
+from tests.support.requirements import missing
 
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
-
-
-def _missing(what: str) -> None:
-    reason = f"{what} is not installed: run `make setup`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must not skip database tests)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[PostgresServer]:
     if find_pg_bin() is None:
-        _missing("PostgreSQL")
+        missing("PostgreSQL")
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgresql_passwords() -> Iterator[PostgresServer]:
+    """A PostgreSQL server that checks passwords (the `postgresql` one trusts every
+    role): for tests of roles, and of tools that must be given a password to get in."""
+    if find_pg_bin() is None:
+        missing("PostgreSQL")
+    with PostgresServer(password_auth=True) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDBServer]:
     if find_mariadb() is None:
-        _missing("MariaDB")
+        missing("MariaDB")
     with MariaDBServer() as server:
         yield server
 

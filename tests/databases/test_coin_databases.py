@@ -9,11 +9,9 @@ Without the servers the tests are skipped, except under CI=true, where they fail
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -33,7 +31,7 @@ from multipool.ops.databases import (
     generate_password,
     web_database_url,
 )
-from multipool.testdb import MariaDBServer, PostgresServer, find_pg_bin
+from multipool.testdb import MariaDBServer, PostgresServer
 
 WEB_PASSWORD = generate_password()
 
@@ -42,22 +40,6 @@ DENIED = {"42501",  # PostgreSQL insufficient_privilege
           1044, 1142, 1143, 1227}  # MariaDB: to database / command / column / privilege
 BAD_PASSWORD = {"28P01",  # PostgreSQL invalid_password
                 1045}  # MariaDB: access denied for user (using password: YES)
-
-
-def _missing(what: str) -> None:
-    reason = f"{what} is not installed: run `make setup`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must not skip database tests)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of its own: the session one trusts every role."""
-    if find_pg_bin() is None:
-        _missing("PostgreSQL")
-    with PostgresServer(password_auth=True) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +52,7 @@ def mariadb_admin(mariadb: MariaDBServer) -> str:
 def admin_url(request: pytest.FixtureRequest) -> str:
     """The operator's [database] url: a superuser / an account with GRANT OPTION."""
     if request.param == "postgresql":
-        server: PostgresServer = request.getfixturevalue("pg_server")
+        server: PostgresServer = request.getfixturevalue("postgresql_passwords")
         return f"postgresql://{server.user}@{server.host}:{server.port}/postgres"
     return str(request.getfixturevalue("mariadb_admin"))
 
@@ -255,9 +237,9 @@ def test_a_changed_password_is_reset_by_exactly_one_change(admin_url: str):
                               web_password=WEB_PASSWORD)[1] == []
 
 
-def test_an_md5_password_is_replaced_by_a_scram_one(pg_server: PostgresServer):
+def test_an_md5_password_is_replaced_by_a_scram_one(postgresql_passwords: PostgresServer):
     """An MD5 hash cannot log in where pg_hba.conf says scram-sha-256 (Debian's default)."""
-    admin_url = f"postgresql://{pg_server.user}@{pg_server.host}:{pg_server.port}/postgres"
+    admin_url = f"postgresql://{postgresql_passwords.user}@{postgresql_passwords.host}:{postgresql_passwords.port}/postgres"
     prefix, password = new_prefix(), generate_password()
     url = set_up(admin_url, prefix, password)
     sql(admin_url, "SET password_encryption = 'md5'",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,19 +31,12 @@ from multipool.testdb import (
     find_mariadb,
     find_pg_bin,
 )
+from tests.support.requirements import missing
 from tests.unit.test_share_writer import sequences, share
 
 SHARE_INTERVAL = 0.002  # seconds between two shares of the producer
 OUTAGE_SECONDS = 2.0  # how long the server stays down
 FLUSH_INTERVAL = 0.05
-
-
-def _missing(what: str) -> None:
-    """The rule of the shared server fixtures (tests/conftest.py): skip, but fail in CI."""
-    reason = f"{what} is not installed: run `make setup`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must not skip database tests)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -53,11 +45,11 @@ def own_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | Mari
     server: PostgresServer | MariaDBServer
     if request.param == "postgresql":
         if find_pg_bin() is None:
-            _missing("PostgreSQL")
+            missing("PostgreSQL")
         server = PostgresServer()
     else:
         if find_mariadb() is None:
-            _missing("MariaDB")
+            missing("MariaDB")
         server = MariaDBServer()
     with server:
         yield server

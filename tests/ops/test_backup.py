@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from multipool.ops.backup import (
 )
 from multipool.ops.layout import Layout
 from multipool.ops.server import init_changes
-from multipool.testdb import MariaDBServer, PostgresServer, find_pg_bin
+from multipool.testdb import MariaDBServer, PostgresServer
 from tests.ops.test_systemd import MAX_EXPOSURE, exposure, verify
 
 # '#' and ';' start comments in a MariaDB option file, '"' and '\' need escapes there.
@@ -339,23 +338,6 @@ def test_sqlite_copy_with_only_the_units_capability(engine_running: bool):
 
 # -- PostgreSQL and MariaDB ----------------------------------------------------------------
 
-def _missing(what: str) -> None:
-    reason = f"{what} is not installed: run `make setup`"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must not skip database tests)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server that checks passwords (the session one trusts every role):
-    a dump that did not get the password would be refused."""
-    if find_pg_bin() is None:
-        _missing("PostgreSQL")
-    with PostgresServer(password_auth=True) as server:
-        yield server
-
-
 def _postgresql_coin(server: PostgresServer, password: str) -> tuple[str, str]:
     name = "bk" + secrets.token_hex(4)
     literal = password.replace("'", "''")
@@ -407,7 +389,7 @@ def test_database_dump_restores_and_keeps_the_password_out_of_argv(
     password = "pw" + PASSWORD_MARKS + secrets.token_hex(8)
     server: Any
     if backend == "postgresql":
-        server = request.getfixturevalue("pg_server")
+        server = request.getfixturevalue("postgresql_passwords")
         url, _name = _postgresql_coin(server, password)
         member, restore = "ltc/database.pgdump", _postgresql_restore
     else:

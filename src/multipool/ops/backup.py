@@ -74,7 +74,7 @@ from multipool.accounting.database import database_url, state_directory
 from multipool.chain.rpc import DaemonClient
 from multipool.config import CoinConfig, load_coin_config
 from multipool.errors import ConfigError, PoolError
-from multipool.ops import systemd
+from multipool.ops import changes, systemd
 from multipool.ops.changes import Change
 from multipool.ops.coins import conf_name
 from multipool.ops.commands import run_command
@@ -251,14 +251,6 @@ def prune(directory: Path, keep: int) -> list[Path]:
     for path in old:
         path.unlink(missing_ok=True)
     return old
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -574,7 +566,7 @@ def backup_server(layout: Layout, prefixes: Sequence[str] | None = None, *,
                 os.fsync(raw.fileno())
             final = directory / archive_name(moment, {p.name for p in directory.iterdir()})
             os.replace(partial, final)
-            _fsync_directory(directory)
+            changes.fsync_directory(directory)
         finally:
             Path(partial).unlink(missing_ok=True)
             shutil.rmtree(staging, ignore_errors=True)

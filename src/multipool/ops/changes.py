@@ -37,11 +37,13 @@ class Change:
         return f"{self.operation} {self.target}: {self.summary}"
 
 
-def _uid(user: str | None) -> int:
+def uid_of(user: str | None) -> int:
+    """The uid of a user name; -1 (leave as is, for chown) for None."""
     return -1 if user is None else pwd.getpwnam(user).pw_uid
 
 
-def _gid(group: str | None) -> int:
+def gid_of(group: str | None) -> int:
+    """The gid of a group name; -1 (leave as is, for chown) for None."""
     return -1 if group is None else grp.getgrnam(group).gr_gid
 
 
@@ -59,14 +61,15 @@ def _group_name(gid: int) -> str | None:
         return None
 
 
-def _describe(owner: str | None, group: str | None, mode: int) -> str:
+def describe(owner: str | None, group: str | None, mode: int) -> str:
     who = ":".join(part for part in (owner, group) if part)
     return f"{who} {mode:04o}" if who else f"{mode:04o}"
 
 
-def _attribute_changes(operation: str, path: Path, owner: str | None, group: str | None,
+def attribute_changes(operation: str, path: Path, owner: str | None, group: str | None,
                        mode: int) -> list[Change]:
-    """Owner, group and mode of an existing path, as changes where they differ."""
+    """Owner, group and mode of an existing path, as changes where they differ. The mode
+    compares exactly: a setuid or setgid bit is a difference too."""
     st = path.lstat()
     changes: list[Change] = []
     now_owner, now_group = _owner_name(st.st_uid), _group_name(st.st_gid)
@@ -74,11 +77,20 @@ def _attribute_changes(operation: str, path: Path, owner: str | None, group: str
         changes.append(Change(
             operation, str(path),
             f"owner {now_owner}:{now_group} -> {owner or now_owner}:{group or now_group}",
-            lambda: os.chown(path, _uid(owner), _gid(group), follow_symlinks=False)))
+            lambda: os.chown(path, uid_of(owner), gid_of(group), follow_symlinks=False)))
     if st.st_mode & 0o7777 != mode:
         changes.append(Change(operation, str(path), f"mode {st.st_mode & 0o7777:04o} -> {mode:04o}",
                               lambda: os.chmod(path, mode)))
     return changes
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable: the directory entry reaches the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def directory(path: Path, *, owner: str | None = None, group: str | None = None,
@@ -89,11 +101,11 @@ def directory(path: Path, *, owner: str | None = None, group: str | None = None,
     if not path.exists():
         def create() -> None:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chown(path, _uid(owner), _gid(group))
+            os.chown(path, uid_of(owner), gid_of(group))
             os.chmod(path, mode)
-        return [Change("files.directory", str(path), f"create ({_describe(owner, group, mode)})",
+        return [Change("files.directory", str(path), f"create ({describe(owner, group, mode)})",
                        create)]
-    return _attribute_changes("files.directory", path, owner, group, mode)
+    return attribute_changes("files.directory", path, owner, group, mode)
 
 
 def file(path: Path, content: str | bytes, *, owner: str | None = None,
@@ -109,7 +121,7 @@ def file(path: Path, content: str | bytes, *, owner: str | None = None,
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             os.fchmod(fd, mode)
-            os.fchown(fd, _uid(owner), _gid(group))
+            os.fchown(fd, uid_of(owner), gid_of(group))
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -121,10 +133,10 @@ def file(path: Path, content: str | bytes, *, owner: str | None = None,
 
     if not path.exists():
         return [Change("files.file", str(path),
-                       f"create ({_describe(owner, group, mode)}, {len(data)} bytes)", write)]
+                       f"create ({describe(owner, group, mode)}, {len(data)} bytes)", write)]
     if path.read_bytes() != data:
         return [Change("files.file", str(path), f"rewrite ({len(data)} bytes)", write)]
-    return _attribute_changes("files.file", path, owner, group, mode)
+    return attribute_changes("files.file", path, owner, group, mode)
 
 
 def symlink(path: Path, target: Path | str) -> list[Change]:

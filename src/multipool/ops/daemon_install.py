@@ -33,7 +33,6 @@ job: ``Layout.coin_entries``, created by ``coin add`` before these changes apply
 from __future__ import annotations
 
 import errno
-import grp
 import hashlib
 import json
 import logging
@@ -144,67 +143,12 @@ def _relative(path: Path, layout: Layout) -> str:
 
 # -- owners, attributes, atomic copy -------------------------------------------------------
 
-def _uid(user: str | None) -> int:
-    return -1 if user is None else pwd.getpwnam(user).pw_uid
-
-
-def _gid(group: str | None) -> int:
-    return -1 if group is None else grp.getgrnam(group).gr_gid
-
-
-def _name_of_uid(uid: int) -> str | None:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return None
-
-
-def _name_of_gid(gid: int) -> str | None:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return None
-
-
-def _describe(owner: str | None, group: str | None, mode: int) -> str:
-    who = ":".join(part for part in (owner, group) if part)
-    return f"{who} {mode:04o}" if who else f"{mode:04o}"
-
-
-def _attribute_changes(path: Path, owner: str | None, group: str | None,
-                       mode: int) -> list[Change]:
-    """Owner, group and mode of an installed binary, as changes where they differ."""
-    st = path.lstat()
-    found: list[Change] = []
-    now_owner, now_group = _name_of_uid(st.st_uid), _name_of_gid(st.st_gid)
-    if (owner is not None and now_owner != owner) or (group is not None and now_group != group):
-        found.append(Change(
-            "files.binary", str(path),
-            f"owner {now_owner}:{now_group} -> {owner or now_owner}:{group or now_group}",
-            lambda: os.chown(path, _uid(owner), _gid(group), follow_symlinks=False)))
-    # Exact compare: a setuid or setgid bit is a difference too. Mode after owner: a chown
-    # clears those bits anyway.
-    if st.st_mode & 0o7777 != mode:
-        found.append(Change("files.binary", str(path),
-                            f"mode {st.st_mode & 0o7777:04o} -> {mode:04o}",
-                            lambda: os.chmod(path, mode)))
-    return found
-
-
 def _sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _install_from_fd(source_fd: int, dest: Path, *, owner: str | None, group: str | None,
@@ -215,7 +159,7 @@ def _install_from_fd(source_fd: int, dest: Path, *, owner: str | None, group: st
     digest = hashlib.sha256()
     size = 0
     try:
-        os.fchown(fd, _uid(owner), _gid(group))
+        os.fchown(fd, ops_changes.uid_of(owner), ops_changes.gid_of(group))
         os.fchmod(fd, BINARY_MODE)
         with os.fdopen(fd, "wb") as out:
             while chunk := os.read(source_fd, 1 << 20):
@@ -230,7 +174,7 @@ def _install_from_fd(source_fd: int, dest: Path, *, owner: str | None, group: st
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_directory(dest.parent)
+    ops_changes.fsync_directory(dest.parent)
     return digest.hexdigest()
 
 
@@ -266,7 +210,7 @@ def _binary_changes(layout: Layout, prefix: str, binary: str) -> list[Change]:
         _forget_build(dest)
         return digest
 
-    summary = f"copy from {binary} ({_describe(owner, group, BINARY_MODE)})"
+    summary = f"copy from {binary} ({ops_changes.describe(owner, group, BINARY_MODE)})"
     if dest.is_symlink() or not dest.exists():
         verb = "replace link: " if dest.is_symlink() else ""
         return [Change("files.binary", str(dest), verb + summary, copy)]
@@ -274,7 +218,7 @@ def _binary_changes(layout: Layout, prefix: str, binary: str) -> list[Change]:
         raise InstallError(f"{dest} exists and is not a regular file")
     if _sha256_of(dest) != _sha256_of(source):
         return [Change("files.binary", str(dest), summary.replace("copy", "update", 1), copy)]
-    return _attribute_changes(dest, owner, group, BINARY_MODE)
+    return ops_changes.attribute_changes("files.binary", dest, owner, group, BINARY_MODE)
 
 
 # -- source = package ----------------------------------------------------------------------
@@ -513,7 +457,7 @@ def _git_changes(layout: Layout, prefix: str, *, url: str, ref: str | None, bina
             and record.get("build") == list(build)
             and str(record.get("commit", "")).startswith(wanted)
             and record.get("sha256") == _sha256_of(dest)):
-        return _attribute_changes(dest, owner, group, BINARY_MODE)
+        return ops_changes.attribute_changes("files.binary", dest, owner, group, BINARY_MODE)
 
     def report(step: str) -> None:
         logger.info("%s: %s", prefix, step)
