@@ -5,6 +5,7 @@ and that bad input is refused with file, key and reason before anything changes.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -221,3 +222,15 @@ def test_an_existing_coin_keeps_its_network(root: Path):
             "regtest, not main: edit this file or remove the coin first"
             in " ".join(result.output.split()))
     assert changes("coin", "add", "litecoin", "--prefix", "ltc", "--root", str(root)) == []
+
+
+def test_a_missing_unit_directory_is_refused_before_any_change(tmp_path: Path):
+    if os.geteuid() != 0:
+        pytest.skip("system mode needs root")
+    root = tmp_path / "server"
+    result = runner.invoke(app, ["init", "--root", str(root), "--unit-dir",
+                                 str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert (f"error: --unit-dir: {tmp_path / 'nowhere'} is not a directory"
+            in " ".join(result.output.split()))
+    assert not root.exists()

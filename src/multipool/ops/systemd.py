@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from multipool.errors import PoolError
+from multipool.errors import ConfigError, PoolError
 from multipool.ops import changes
 from multipool.ops.changes import Change
 from multipool.ops.commands import run_command
@@ -357,6 +357,8 @@ def install_units(units: Mapping[str, str], unit_dir: Path = UNIT_DIR, *,
     """Given unit texts by file name, return the changes that write them (0644) and, when
     any file changes, one ``systemctl daemon-reload``. ``reload`` None: reload only when
     systemd runs (a unit written on a host without it is read when it boots)."""
+    if not unit_dir.is_dir():
+        raise ConfigError(f"{unit_dir} is not a directory", key="--unit-dir")
     plan: list[Change] = []
     for name, text in sorted(units.items()):
         if unit_name(name) != name:
