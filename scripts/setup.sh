@@ -28,7 +28,13 @@ else
     echo "setup: Debian packages present"
 fi
 
-PYTHON=${PYTHON:-python3}
+# Debian's own Python by default: the coins' system users run the pool engines from this
+# virtualenv (multipool run as root), and a Python kept under /root (pyenv) is out of
+# their reach.
+if [ -z "${PYTHON:-}" ]; then
+    PYTHON=python3
+    [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+fi
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv with $($PYTHON --version)"
     "$PYTHON" -m venv .venv

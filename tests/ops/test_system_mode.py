@@ -9,16 +9,19 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from multipool.ops.commands import as_user_argv
 from multipool.ops.layout import BUILD_USER, WEB_USER, Layout
 from tests.ops.test_systemd import exposure, verify
 
@@ -143,3 +146,67 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     assert not list(unit_dir.glob(f"multipool-{prefix}-*"))
     assert layout.wallet_dir(prefix).is_dir() and layout.pool_dir(prefix).is_dir()
     assert (layout.wallet_dir(prefix) / "litecoin.conf").exists()
+
+
+def process_users(pattern: str) -> dict[str, str]:
+    """The user of every process whose command line contains ``pattern``, by pid."""
+    result = subprocess.run(["ps", "-ww", "-eo", "pid=,user:32=,args="], capture_output=True,
+                            text=True, check=True)
+    found = {}
+    for line in result.stdout.splitlines():
+        pid, user, args = line.split(None, 2)
+        if pattern in args:
+            found[pid] = (user, args)
+    return found
+
+
+def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
+    """`multipool run` on a system install: the daemons run as <prefix>d, the pool
+    engine as <prefix>pool, each writing only its own directory, and the pool opens its
+    stratum port once its daemon is synced."""
+    base, prefix = server
+    root, unit_dir = base / "opt", base / "units"
+    unit_dir.mkdir()
+    multipool("init", "--root", str(root), "--unit-dir", str(unit_dir), "--json")
+    multipool("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
+              "--root", str(root), "--unit-dir", str(unit_dir), "--json")
+    layout = Layout(root, "system")
+    reach = subprocess.run(as_user_argv(f"{prefix}pool", [sys.executable, "-c",
+                                                          "import multipool"]),
+                           capture_output=True, text=True, check=False)
+    if reach.returncode != 0:
+        # The engines run this Python as the coin's pool user, as the units would.
+        pytest.skip(f"{sys.executable} and this checkout are out of reach of other users "
+                    f"(a Python or a clone under /root?): {reach.stderr.strip()[-300:]}")
+    runner = subprocess.Popen([sys.executable, "-m", "multipool.cli", "run", "--root",
+                               str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            coins = json.loads(multipool("status", "--root", str(root), "--json").stdout)
+            if coins[0]["stratum_listening"]:
+                break
+            assert runner.poll() is None, runner.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, (
+                f"stratum not open in 120 s: {coins}\n"
+                + (layout.log / f"multipool-{prefix}-pool.log").read_text()[-3000:])
+            time.sleep(0.5)
+        daemons = process_users(f"-datadir={layout.wallet_dir(prefix)}")
+        engines = process_users(f"--coin {layout.coin_file(prefix)}")
+        assert {user for user, _ in daemons.values()} == {f"{prefix}d"}, daemons
+        assert len(daemons) == 2  # the daemon and its regtest companion
+        assert {user for user, _ in engines.values()} == {f"{prefix}pool"}, engines
+        # What each wrote belongs to it: the chain to the daemon, the database to the pool.
+        assert owner_group_mode(layout.wallet_dir(prefix) / "regtest")[0] == f"{prefix}d"
+        assert owner_group_mode(layout.pool_dir(prefix) / "pool.db")[0] == f"{prefix}pool"
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        try:
+            runner.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            runner.communicate()
+            pytest.fail("multipool run did not stop on SIGTERM")
+    assert runner.returncode == 0
+    assert process_users(str(root)) == {}
