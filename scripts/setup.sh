@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # the tests never use those.
 # git and sqlite3: what `multipool init` installs in system mode, present so its test
 # needs no apt. systemd: systemd-analyze checks the generated units (nothing is started).
+# nginx: the web site `multipool init` generates is tested behind a real nginx.
 APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
-              postgresql mariadb-server git sqlite3 systemd)
+              postgresql mariadb-server git sqlite3 systemd nginx)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
