@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from multipool import __version__
-from multipool.cli import backup, coin, db, demo, miner_cmd, payments, pool, server
+from multipool.cli import backup, coin, db, demo, miner_cmd, payments, pool, server, web
 
 app = typer.Typer(help="Run many mining pools, one per coin, on one server.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -20,6 +20,7 @@ app.command("backup")(backup.backup)
 app.add_typer(pool.app, name="pool")
 app.add_typer(db.app, name="db")
 app.add_typer(payments.app, name="payments")
+app.add_typer(web.app, name="web")
 app.command("demo")(demo.demo)
 miner_cmd.register(app)
 

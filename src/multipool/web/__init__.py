@@ -1,0 +1,9 @@
+"""The web process: one ASGI app for every pool of the server (index page, JSON API).
+
+It reads the status files the pool engines write (``<root>/web/<prefix>/status.json``)
+and never writes; see :func:`multipool.web.app.create_app`.
+"""
+
+from multipool.web.app import create_app
+
+__all__ = ["create_app"]

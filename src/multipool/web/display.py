@@ -1,0 +1,76 @@
+"""How numbers read on the page: pure functions, used as Jinja2 filters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+HASHRATE_UNITS = ("H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s", "ZH/s")
+
+
+def format_hashrate(rate: float | None) -> str:
+    """Given a hashrate in hashes per second, return it in the largest unit (steps of
+    1000) that keeps it at least 1, with two decimals.
+
+    >>> format_hashrate(12345.6), format_hashrate(999.999), format_hashrate(0)
+    ('12.35 kH/s', '1.00 kH/s', '0 H/s')
+    >>> format_hashrate(None)
+    '-'
+    """
+    if rate is None:
+        return "-"
+    if rate == 0:
+        return "0 H/s"
+    value = rate
+    for unit in HASHRATE_UNITS:
+        # Compare the rounded value, so that 999.999 reads 1.00 kH/s, not 1000.00 H/s.
+        if round(value, 2) < 1000 or unit == HASHRATE_UNITS[-1]:
+            return f"{value:.2f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_age(seconds: float | None) -> str:
+    """Given an age in seconds, return how long ago that was, to the two largest units.
+
+    >>> format_age(42), format_age(65), format_age(7200), format_age(7260)
+    ('42 s ago', '1 min ago', '2 h ago', '2 h 1 min ago')
+    >>> format_age(90000), format_age(None)
+    ('1 d 1 h ago', '-')
+    """
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s ago"
+    if s < 3600:
+        return f"{s // 60} min ago"
+    if s < 86400:
+        hours, minutes = divmod(s // 60, 60)
+        return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
+    days, hours = divmod(s // 3600, 24)
+    return f"{days} d {hours} h ago" if hours else f"{days} d ago"
+
+
+def format_number(value: float | None) -> str:
+    """Given a difficulty or a percentage, return it without needless decimals.
+
+    >>> format_number(16.0), format_number(0.05), format_number(65536), format_number(1.5)
+    ('16', '0.05', '65,536', '1.5')
+    """
+    if value is None:
+        return "-"
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.8g}"
+
+
+def format_coins(amount: Decimal | None) -> str:
+    """Given an amount in coins, return it without trailing zeros.
+
+    >>> format_coins(Decimal("0.10000000")), format_coins(Decimal("10.00")), format_coins(None)
+    ('0.1', '10', '-')
+    """
+    if amount is None:
+        return "-"
+    text = format(amount, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
