@@ -116,6 +116,9 @@ class PoolSection:
     # Where the engine keeps its state (spool, default SQLite database, pool address);
     # None: beside the coin file.
     state_dir: str | None = None
+    # Where the engine publishes status.json for the web process (web/<prefix>/);
+    # None: nothing is published.
+    public_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +335,7 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         pplns_factor=p.number("pplns_factor", 2.0, positive=True),
         payment_max_recipients=p.integer("payment_max_recipients", 200, low=1, high=5000),
         state_dir=p.string("state_dir"),
+        public_dir=p.string("public_dir"),
     )
     p.check_unknown()
     _check(file, "pool.fee_percent", pool.fee_percent < 100, "must be below 100")

@@ -72,7 +72,8 @@ def server() -> Iterator[tuple[Path, str]]:
                      *({BUILD_USER, WEB_USER} - shared_before)):
             if user_exists(user):
                 subprocess.run(["userdel", user], check=False, capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        if os.environ.get("MULTIPOOL_KEEP_TMP") is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_init_and_coin_add_as_root(server: tuple[Path, str]):
@@ -87,7 +88,8 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
         ("files.file", str(root / "multipool.toml")), ("files.directory", str(root))}
     assert user_exists(BUILD_USER) and user_exists(WEB_USER)
     for entry in layout.server_entries():
-        assert owner_group_mode(entry.path) == ("root", "root", entry.mode), entry.path
+        group = WEB_USER if entry.path == layout.web else "root"
+        assert owner_group_mode(entry.path) == ("root", group, entry.mode), entry.path
     assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o600)
     assert changes_of(multipool("init", "--root", str(root), "--unit-dir", str(unit_dir),
                                 "--json")) == []
@@ -104,6 +106,8 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
         layout.wallet_dir(prefix): (daemon_user, daemon_user, 0o700),
         layout.pool_dir(prefix): (pool_user, pool_user, 0o700),
         layout.coin_dir(prefix): ("root", pool_user, 0o750),
+        # The engine publishes status.json here; setgid gives it the web user's group.
+        layout.public_dir(prefix): (pool_user, WEB_USER, 0o2750),
         # Secrets: the RPC password (pool config), the rpcauth hash (daemon config).
         layout.coin_file(prefix): ("root", pool_user, 0o640),
         layout.wallet_dir(prefix) / "litecoin.conf": ("root", daemon_user, 0o640),
@@ -200,6 +204,19 @@ def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
         # What each wrote belongs to it: the chain to the daemon, the database to the pool.
         assert owner_group_mode(layout.wallet_dir(prefix) / "regtest")[0] == f"{prefix}d"
         assert owner_group_mode(layout.pool_dir(prefix) / "pool.db")[0] == f"{prefix}pool"
+        # The web user can read the status the engine published, and only that.
+        status_file = layout.public_dir(prefix) / "status.json"
+        deadline = time.monotonic() + 60
+        while not status_file.exists():
+            assert time.monotonic() < deadline, "no status.json published"
+            time.sleep(0.5)
+        assert owner_group_mode(status_file) == (f"{prefix}pool", WEB_USER, 0o640)
+        read = subprocess.run(as_user_argv(WEB_USER, ["cat", str(status_file)]),
+                              capture_output=True, text=True, check=False)
+        assert json.loads(read.stdout)["coin"]["prefix"] == prefix
+        denied = subprocess.run(as_user_argv(WEB_USER, ["cat", str(layout.coin_file(prefix))]),
+                                capture_output=True, text=True, check=False)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
     finally:
         runner.send_signal(signal.SIGTERM)
         try:

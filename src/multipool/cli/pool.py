@@ -6,9 +6,10 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +31,7 @@ from multipool.cli.logs import setup_logging
 from multipool.config import CoinConfig, load_coin_config, with_pool_address
 from multipool.engine import PoolEngine
 from multipool.errors import ConfigError
+from multipool.public_status import PublicStatusWriter
 
 app = typer.Typer(help="Run a coin's pool engine.", no_args_is_help=True)
 logger = logging.getLogger("multipool.pool")
@@ -85,9 +87,16 @@ async def run_engine(config: CoinConfig) -> None:
             payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,
                                                  logger=logger.getChild("payments"))
             stats = StatsRoller(database, logger=logger.getChild("stats"))
+            background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+                writer.run, tracker.run, stats.run,
+                partial(payer.run, config.pool.payment_interval)]
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
-                                background=[writer.run, tracker.run, stats.run,
-                                            partial(payer.run, config.pool.payment_interval)])
+                                background=background)
+            if config.pool.public_dir is not None:
+                public = PublicStatusWriter(config=config, database=database, engine=engine,
+                                            directory=Path(config.pool.public_dir),
+                                            logger=logger.getChild("public"))
+                engine.background += (public.run,)
             try:
                 await engine.run()
             except asyncio.CancelledError:

@@ -127,6 +127,7 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
                  "fee_percent": definition.fee_percent, "min_payout": definition.min_payout,
                  "payment_interval": definition.payment_interval,
                  "state_dir": str(pool_dir),
+                 "public_dir": str(layout.public_dir(request.prefix)),
                  "database": (f"sqlite:///{pool_dir / 'pool.db'}"
                               if request.database_admin == "sqlite" else
                               databases.coin_database_url(request.database_admin,

@@ -7,6 +7,8 @@
       wallet/<prefix>/       <p>d:<p>d 0700     the daemon's datadir and wallet
       pool/<prefix>/         <p>pool 0700       pool engine state, SQLite database, spool
       coin/<prefix>/         root:<p>pool 0750  coin.toml (0640, RPC credentials) + links
+      web/                   root:web 0751      what the web process may read
+        <prefix>/            <p>pool:web 2750   the engine's status.json (0640)
       backup/                root:root 0700
       log/                   root:root 0755
 
@@ -83,6 +85,13 @@ class Layout:
     def coin_dir(self, prefix: str) -> Path:
         return self.root / "coin" / prefix
 
+    @property
+    def web(self) -> Path:
+        return self.root / "web"
+
+    def public_dir(self, prefix: str) -> Path:
+        return self.web / prefix
+
     def coin_file(self, prefix: str) -> Path:
         return self.coin_dir(prefix) / COIN_CONFIG
 
@@ -125,6 +134,8 @@ class Layout:
             Entry(self.root / "wallet", admin, admin, 0o755),
             Entry(self.root / "pool", admin, admin, 0o755),
             Entry(self.root / "coin", admin, admin, 0o755),
+            # o+x only: each pool user reaches its own web/<prefix>/, lists nothing.
+            Entry(self.web, admin, self.web_user, 0o751),
             Entry(self.backup, admin, admin, 0o700),
             Entry(self.log, admin, admin, 0o755),
         ]
@@ -137,6 +148,9 @@ class Layout:
             Entry(self.wallet_dir(prefix), daemon, daemon, 0o700),
             Entry(self.pool_dir(prefix), pool, pool, 0o700),
             Entry(self.coin_dir(prefix), admin, pool, 0o750),
+            # setgid: the status file the engine writes belongs to the web user's group.
+            Entry(self.public_dir(prefix), pool, self.web_user, 0o2750 if self.system
+                  else 0o750),
         ]
 
 

@@ -1,0 +1,135 @@
+"""What the web process shows of a pool, published by its engine.
+
+Every ``interval`` seconds the engine writes ``status.json`` into the coin's public
+directory (``web/<prefix>/``, group-readable by the web user): the coin, its stratum ports
+and whether they are open, the daemon's sync state, hashrate and miners of the last ten
+minutes, the last block, blocks in 24 hours, the last payment. The web process reads these
+files and nothing else of the pool: it needs no secret and no access to the pool's
+database, which on SQLite only the pool user may open.
+
+The file is replaced atomically (a temporary file renamed over it), so a reader never
+sees half of it; its ``updated`` time tells the reader whether the engine still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from multipool.accounting.schema import blocks, payment_batches
+from multipool.accounting.stats import active_miners, hashrate
+from multipool.config import CoinConfig, format_coins, to_units
+from multipool.engine import PoolEngine
+
+STATUS_FILE = "status.json"
+FORMAT_VERSION = 1
+# The window of hashrate and miners, as on `multipool status`.
+WINDOW_SECONDS = 600.0
+
+
+def _iso(time: datetime | None) -> str | None:
+    if time is None:
+        return None
+    if time.tzinfo is None:  # SQLite and MariaDB hand back naive UTC
+        time = time.replace(tzinfo=UTC)
+    return time.isoformat()
+
+
+class PublicStatusWriter:
+    """Writes the pool's public status file until cancelled."""
+
+    def __init__(self, *, config: CoinConfig, database: AsyncEngine, engine: PoolEngine,
+                 directory: Path, interval: float = 30.0,
+                 logger: logging.Logger | None = None):
+        self.config = config
+        self.database = database
+        self.engine = engine
+        self.path = directory / STATUS_FILE
+        self.interval = interval
+        self.logger = logger or logging.getLogger("multipool.public")
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.write(await self.status())
+            except (OSError, SQLAlchemyError) as exc:
+                # The web shows the pool as offline once the file is stale: say why here.
+                self.logger.warning("cannot publish the pool status to %s: %s", self.path,
+                                    exc)
+            await asyncio.sleep(self.interval)
+
+    async def status(self, now: datetime | None = None) -> dict[str, Any]:
+        """The status document (the contract of web/<prefix>/status.json)."""
+        now = now or datetime.now(UTC)
+        config, engine = self.config, self.engine
+        state = engine.sync_state
+        document: dict[str, Any] = {
+            "version": FORMAT_VERSION,
+            "updated": now.isoformat(),
+            "coin": {"prefix": config.coin.prefix, "name": config.coin.name,
+                     "symbol": config.coin.symbol, "algorithm": config.coin.algorithm,
+                     "network": config.coin.network},
+            "stratum": {"open": engine.stratum_open,
+                        "ports": [{"port": p.port, "difficulty": p.difficulty,
+                                   "vardiff": p.vardiff, "tls": p.tls}
+                                  for p in config.stratum.ports]},
+            "daemon": None if state is None else {
+                "synced": state.synced, "blocks": state.blocks, "headers": state.headers,
+                "peers": state.peers, "reason": state.reason},
+            "pool": {"scheme": config.pool.scheme, "fee_percent": config.pool.fee_percent,
+                     "min_payout": format_coins(
+                         to_units(config.pool.min_payout, config.network.decimals),
+                         config.network.decimals),
+                     "hashrate": None, "miners": None, "workers": None},
+            "blocks": {"last_height": None, "last_time": None, "last_status": None,
+                       "found_24h": None},
+            "payments": {"last_time": None, "last_status": None},
+        }
+        pool = document["pool"]
+        pool["hashrate"] = await hashrate(self.database, algorithm=config.coin.algorithm,
+                                          window_seconds=WINDOW_SECONDS, now=now)
+        active = await active_miners(self.database, WINDOW_SECONDS, now=now)
+        pool["miners"], pool["workers"] = active.miners, active.workers
+        async with self.database.connect() as connection:
+            last = (await connection.execute(
+                select(blocks.c.height, blocks.c.time, blocks.c.status)
+                .order_by(blocks.c.id.desc()).limit(1))).first()
+            found = (await connection.execute(
+                select(func.count()).select_from(blocks)
+                .where(blocks.c.time >= now - timedelta(days=1),
+                       blocks.c.status != "orphaned"))).scalar_one()
+            payment = (await connection.execute(
+                select(payment_batches.c.created, payment_batches.c.status)
+                .order_by(payment_batches.c.created.desc()).limit(1))).first()
+        if last is not None:
+            document["blocks"].update(last_height=last.height, last_time=_iso(last.time),
+                                      last_status=last.status)
+        document["blocks"]["found_24h"] = int(found)
+        if payment is not None:
+            document["payments"] = {"last_time": _iso(payment.created),
+                                    "last_status": payment.status}
+        return document
+
+    def write(self, document: dict[str, Any]) -> None:
+        """Replace the status file atomically; readable by the directory's group."""
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".status.")
+        try:
+            os.fchmod(fd, 0o640)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=1)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
