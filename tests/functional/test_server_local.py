@@ -16,9 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from multipool.chain.address import encode_segwit_address
+from multipool.devnet import free_port
 from multipool.miner import StratumMiner
 
 PREFIXES = ("ltca", "ltcb")
@@ -73,6 +75,10 @@ async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
         assert changes_of(multipool("coin", "add", "litecoin", "--prefix", prefix,
                                     "--network", "regtest", "--root", str(root),
                                     "--json")) == []
+    # The web page on a free port (8080 may be taken), as an operator edits multipool.toml.
+    web = f"127.0.0.1:{free_port()}"
+    server_file = root / "multipool.toml"
+    server_file.write_text(server_file.read_text().replace("127.0.0.1:8080", web))
     listed = json.loads(multipool("coin", "list", "--root", str(root), "--json").stdout)
     ports = {coin["prefix"]: coin["stratum"][0] for coin in listed}
     assert sorted(ports) == list(PREFIXES) and len(set(ports.values())) == 2
@@ -96,6 +102,26 @@ async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
         for coin in status(root).values():
             assert coin["daemon_up"] and coin["synced"], coin
             assert coin["last_block_height"] is not None, coin
+        # The web process lists both pools from what their engines publish (every 30 s).
+        async with aiohttp.ClientSession() as session:
+            async def pools() -> dict[str, dict]:
+                async with session.get(f"http://{web}/api/pools") as response:
+                    assert response.status == 200
+                    return {pool["prefix"]: pool for pool in await response.json()}
+
+            deadline = time.monotonic() + 90
+            while True:
+                listed_pools = await pools()
+                if all(listed_pools.get(p, {}).get("state") == "online"
+                       and (listed_pools[p].get("last_block") or {}).get("height")
+                       for p in PREFIXES):
+                    break
+                assert time.monotonic() < deadline, listed_pools
+                await asyncio.sleep(1)
+            async with session.get(f"http://{web}/") as response:
+                page = await response.text()
+        for prefix in PREFIXES:
+            assert f"stratum+tcp://localhost:{ports[prefix]}" in page
     finally:
         for miner in miners:
             miner.stop()

@@ -446,13 +446,17 @@ def test_init_writes_the_backup_units_in_system_mode(tmp_path: Path):
     base = tmp_path / "srv"
     layout, unit_dir = Layout(base / "opt", "system"), base / "units"
     unit_dir.mkdir(parents=True)
-    plan = init_changes(layout, install_packages=False, unit_dir=unit_dir)
+    nginx_dir = base / "nginx"
+    for sub in ("sites-available", "sites-enabled"):
+        (nginx_dir / sub).mkdir(parents=True)
+    plan = init_changes(layout, install_packages=False, unit_dir=unit_dir,
+                        nginx_dir=nginx_dir)
     service, timer = unit_dir / "multipool-backup.service", unit_dir / "multipool-backup.timer"
     assert {c.target for c in plan} >= {str(service), str(timer)}
     # systemctl only knows /etc/systemd/system: nothing enables a unit elsewhere.
     assert not [c for c in plan if c.operation.startswith("systemd.")]
-    for change in plan:  # the tree and the units, not the shared users
-        if change.target.startswith(str(base)):
+    for change in plan:  # the tree and the units, not the shared users or what is theirs
+        if change.target.startswith(str(base)) and change.target != str(layout.web):
             change.apply()
 
     text = service.read_text()

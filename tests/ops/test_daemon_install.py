@@ -124,8 +124,9 @@ def server(work: Path) -> Iterator[Server]:
             created.append(user)
         layout = ThrowawayLayout(root=work / "opt", mode="system", builder=builder)
         for entry in layout.server_entries() + layout.coin_entries(prefix):
-            if entry.path in (layout.pool_dir(prefix), layout.coin_dir(prefix)):
-                continue  # owned by the pool user, which these tests do not need
+            if entry.path in (layout.pool_dir(prefix), layout.coin_dir(prefix),
+                              layout.public_dir(prefix), layout.web):
+                continue  # the pool and web users' own: these tests do not need them
             apply(changes.directory(entry.path, owner=entry.owner, group=entry.group,
                                     mode=entry.mode))
         yield Server(layout, prefix, builder, daemon, work)

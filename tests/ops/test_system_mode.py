@@ -15,12 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from multipool.devnet import free_port
 from multipool.ops.commands import as_user_argv
 from multipool.ops.layout import BUILD_USER, WEB_USER, Layout
 from tests.ops.test_systemd import exposure, verify
@@ -78,12 +80,15 @@ def server() -> Iterator[tuple[Path, str]]:
 
 def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     base, prefix = server
-    root, unit_dir = base / "opt", base / "units"
+    root, unit_dir, nginx_dir = base / "opt", base / "units", base / "nginx"
     unit_dir.mkdir()
+    for sub in ("sites-available", "sites-enabled"):
+        (nginx_dir / sub).mkdir(parents=True)
     layout = Layout(root, "system")
+    init = ("init", "--root", str(root), "--unit-dir", str(unit_dir), "--nginx-dir",
+            str(nginx_dir), "--json")
 
-    first = changes_of(multipool("init", "--root", str(root), "--unit-dir", str(unit_dir),
-                                 "--json"))
+    first = changes_of(multipool(*init))
     assert {(c["operation"], c["target"]) for c in first} >= {
         ("files.file", str(root / "multipool.toml")), ("files.directory", str(root))}
     assert user_exists(BUILD_USER) and user_exists(WEB_USER)
@@ -91,8 +96,12 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
         group = WEB_USER if entry.path == layout.web else "root"
         assert owner_group_mode(entry.path) == ("root", group, entry.mode), entry.path
     assert owner_group_mode(root / "multipool.toml") == ("root", "root", 0o600)
-    assert changes_of(multipool("init", "--root", str(root), "--unit-dir", str(unit_dir),
-                                "--json")) == []
+    assert changes_of(multipool(*init)) == []
+    # The web: its unit, and the nginx site that proxies the public host to it.
+    site = nginx_dir / "sites-available" / "multipool"
+    assert owner_group_mode(site) == ("root", "root", 0o644)
+    assert "proxy_pass http://127.0.0.1:8080" in site.read_text()
+    assert os.readlink(nginx_dir / "sites-enabled" / "multipool") == str(site)
 
     add = ("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
            "--root", str(root), "--unit-dir", str(unit_dir), "--json")
@@ -123,14 +132,21 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     assert "rpcauth=pool:" in conf and password not in conf and "rpcpassword" not in conf
     assert "rpcbind=127.0.0.1" in conf
 
+    web_unit = unit_dir / "multipool-web.service"
+    assert f"User={WEB_USER}" in web_unit.read_text()
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None
+    assert verify(analyze, [web_unit]) == []
+    web_score = exposure(analyze, web_unit)
+    print(f"{web_unit.name}: exposure {web_score}")
+    assert web_score <= 2.0
+
     units = sorted(unit_dir.glob(f"multipool-{prefix}-*.service"))
     assert [u.name for u in units] == sorted(
         f"multipool-{prefix}-{kind}.service" for kind in ("daemon", "peer", "pool"))
     # init wrote the nightly backup: a oneshot service and its timer.
     assert (unit_dir / "multipool-backup.service").exists()
     assert (unit_dir / "multipool-backup.timer").exists()
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None
     assert verify(analyze, units) == []
     for unit in units:
         text = unit.read_text()
@@ -169,9 +185,15 @@ def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
     engine as <prefix>pool, each writing only its own directory, and the pool opens its
     stratum port once its daemon is synced."""
     base, prefix = server
-    root, unit_dir = base / "opt", base / "units"
+    root, unit_dir, nginx_dir = base / "opt", base / "units", base / "nginx"
     unit_dir.mkdir()
-    multipool("init", "--root", str(root), "--unit-dir", str(unit_dir), "--json")
+    for sub in ("sites-available", "sites-enabled"):
+        (nginx_dir / sub).mkdir(parents=True)
+    multipool("init", "--root", str(root), "--unit-dir", str(unit_dir), "--nginx-dir",
+              str(nginx_dir), "--json")
+    web = f"127.0.0.1:{free_port()}"
+    server_file = root / "multipool.toml"
+    server_file.write_text(server_file.read_text().replace("127.0.0.1:8080", web))
     multipool("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
               "--root", str(root), "--unit-dir", str(unit_dir), "--json")
     layout = Layout(root, "system")
@@ -217,6 +239,12 @@ def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
         denied = subprocess.run(as_user_argv(WEB_USER, ["cat", str(layout.coin_file(prefix))]),
                                 capture_output=True, text=True, check=False)
         assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        # The web process runs as the web user and lists the pool.
+        assert {user for user, _ in process_users("multipool.cli web serve").values()} == {
+            WEB_USER}
+        with urllib.request.urlopen(f"http://{web}/api/pools", timeout=10) as response:
+            pools = json.loads(response.read())
+        assert [pool["prefix"] for pool in pools] == [prefix]
     finally:
         runner.send_signal(signal.SIGTERM)
         try:

@@ -29,17 +29,19 @@ from multipool.chain.address import encode_segwit_address
 from multipool.cli.common import console
 from multipool.cli.logs import setup_logging
 from multipool.cli.server import server_services
-from multipool.config import CoinConfig, load_coin_config
-from multipool.devnet import find_litecoind
+from multipool.config import CoinConfig, load_coin_config, load_server_config
+from multipool.devnet import find_litecoind, free_port
 from multipool.miner import StratumMiner
 from multipool.ops.changes import Change
 from multipool.ops.coins import CoinRequest, coin_add_changes
+from multipool.ops.daemon_conf import port_free
 from multipool.ops.layout import Layout
 from multipool.ops.server import init_changes
 from multipool.ops.status import port_listening
 from multipool.ops.supervisor import Supervisor
 
 PREFIXES = ("ltca", "ltcb")
+WEB_PORT = 8080
 # How long the pools get to open their stratum ports (daemons start, sync, first job).
 OPEN_TIMEOUT = 120.0
 
@@ -63,6 +65,10 @@ def set_up(layout: Layout) -> list[CoinConfig]:
     for change in plan:
         change.apply()
     console.print(f"init {layout.root}: {len(plan)} change(s)")
+    if not port_free(WEB_PORT):  # the web page on another port, as an operator would set
+        text = layout.config_file.read_text()
+        layout.config_file.write_text(text.replace(f"127.0.0.1:{WEB_PORT}",
+                                                   f"127.0.0.1:{free_port()}"))
     definition = load_definition("litecoin")
     for prefix in PREFIXES:
         request = CoinRequest(definition=definition, prefix=prefix, network="regtest",
@@ -76,10 +82,11 @@ def set_up(layout: Layout) -> list[CoinConfig]:
 
 
 def status_table(supervisor: Supervisor, configs: list[CoinConfig],
-                 miners: dict[str, StratumMiner], began: float) -> Table:
+                 miners: dict[str, StratumMiner], began: float, web: str) -> Table:
     table = Table(title=f"multipool demo: two litecoin regtest pools, up "
                   f"{time.monotonic() - began:,.0f} s (Ctrl-C stops everything)",
-                  title_justify="left")
+                  title_justify="left",
+                  caption=f"the pools' web page: http://{web}/", caption_justify="left")
     for column in ("pool", "stratum", "services", "miner shares", "blocks recorded"):
         table.add_column(column)
     for config in configs:
@@ -96,6 +103,7 @@ def status_table(supervisor: Supervisor, configs: list[CoinConfig],
 
 async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None) -> int:
     supervisor = Supervisor(server_services(layout), log_dir=layout.log)
+    web = load_server_config(layout.config_file).web_listen
     main = asyncio.current_task()
     assert main is not None
     loop = asyncio.get_running_loop()
@@ -122,7 +130,7 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
                     console.print(f"[red]error:[/] a pool did not open its stratum port in "
                                   f"{OPEN_TIMEOUT:.0f} s: see the logs in {layout.log}")
                     break
-                live.update(status_table(supervisor, configs, miners, began))
+                live.update(status_table(supervisor, configs, miners, began, web))
                 if blocks is not None and all(recorded_blocks(c) >= blocks for c in configs):
                     break
                 with contextlib.suppress(TimeoutError):

@@ -24,7 +24,7 @@ from multipool.cli.common import (
     reported_errors,
 )
 from multipool.cli.logs import setup_logging
-from multipool.config import CoinConfig, format_coins, load_coin_config
+from multipool.config import CoinConfig, format_coins, load_coin_config, load_server_config
 from multipool.errors import ConfigError
 from multipool.ops.coins import coin_services
 from multipool.ops.layout import Layout
@@ -33,6 +33,7 @@ from multipool.ops.server import init_changes, open_layout
 from multipool.ops.services import ServiceSpec
 from multipool.ops.status import CoinStatus, server_status
 from multipool.ops.supervisor import Supervisor
+from multipool.ops.web import NGINX_DIR, web_service
 
 
 def init(
@@ -40,17 +41,21 @@ def init(
     mode: Annotated[str, typer.Option(help="system (root: users, packages) or local")]
     = "system",
     unit_dir: UnitDirOption = Path("/etc/systemd/system"),
+    nginx_dir: Annotated[Path, typer.Option("--nginx-dir", hidden=True,
+                                            help="nginx's configuration directory")]
+    = NGINX_DIR,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
-    """Create the server tree and multipool.toml (system mode: users, packages and the
-    nightly backup timer too)."""
+    """Create the server tree and multipool.toml (system mode: users, packages, the web
+    service and its nginx site, and the nightly backup timer too)."""
     with reported_errors():
         if mode not in ("system", "local"):
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
-        apply_changes(init_changes(layout, unit_dir=unit_dir), console=console, dry_run=dry_run,
-                      as_json=json_out, title=f"init {layout.root} ({mode})")
+        plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir)
+        apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
+                      title=f"init {layout.root} ({mode})")
 
 
 def coin_configs(layout: Layout, prefixes: list[str] | None = None) -> list[CoinConfig]:
@@ -65,8 +70,12 @@ def coin_configs(layout: Layout, prefixes: list[str] | None = None) -> list[Coin
 
 
 def server_services(layout: Layout, prefixes: list[str] | None = None) -> list[ServiceSpec]:
-    return [spec for config in coin_configs(layout, prefixes)
-            for spec in coin_services(layout, config)]
+    """Every coin's services (or the named coins'), and the web process with all coins."""
+    specs = [spec for config in coin_configs(layout, prefixes)
+             for spec in coin_services(layout, config)]
+    if not prefixes:
+        specs.append(web_service(layout, load_server_config(layout.config_file)))
+    return specs
 
 
 def services_table(supervisor: Supervisor, began: float) -> Table:
@@ -114,7 +123,7 @@ def run(
     with reported_errors():
         layout = open_layout(root.resolve())
         specs = server_services(layout, prefixes)
-        if not specs:
+        if not layout.prefixes():
             raise ConfigError("no coins yet: add one with `multipool coin add NAME`",
                               key="PREFIX")
         supervisor = Supervisor(specs, log_dir=layout.log)

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
-from multipool.config import ServerConfig, load_server_config
+from multipool.config import ServerConfig, load_server_config, parse_server_config
 from multipool.errors import ConfigError
 from multipool.ops import changes, systemd
 from multipool.ops.backup import backup_unit_changes
 from multipool.ops.changes import Change
 from multipool.ops.layout import Layout
+from multipool.ops.web import NGINX_DIR, web_changes
 
 DEFAULT_ROOT = Path("/opt/multipool")
 # What a server needs before any coin: git for coins built from source, sqlite3 for the
 # operator to look into a pool's database.
-SYSTEM_PACKAGES = ("git", "ca-certificates", "sqlite3")
+SYSTEM_PACKAGES = ("git", "ca-certificates", "sqlite3", "nginx")
 
 
 def server_config_text(root: Path, mode: str, public_host: str = "localhost") -> str:
@@ -57,9 +59,11 @@ def existing_server(layout: Layout) -> ServerConfig | None:
 
 
 def init_changes(layout: Layout, *, install_packages: bool = True,
-                 unit_dir: Path = systemd.UNIT_DIR) -> list[Change]:
+                 unit_dir: Path = systemd.UNIT_DIR,
+                 nginx_dir: Path = NGINX_DIR) -> list[Change]:
     """Given the wanted layout, return what `init` must change (nothing the second time).
-    System mode: the nightly backup's units too, in ``unit_dir``."""
+    System mode: the nightly backup's units, the web unit (in ``unit_dir``) and the nginx
+    site (in ``nginx_dir``) too."""
     check_mode(layout.mode)
     existing = existing_server(layout)
     plan: list[Change] = []
@@ -72,11 +76,15 @@ def init_changes(layout: Layout, *, install_packages: bool = True,
     for entry in layout.server_entries():
         plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
                                   mode=entry.mode)
-    if existing is None:
+    server = existing
+    if server is None:
+        text = server_config_text(layout.root, layout.mode)
         # 0600: [database] url may hold a database admin password.
-        plan += changes.file(layout.config_file, server_config_text(layout.root, layout.mode),
-                             owner=layout.admin, group=layout.admin, mode=0o600)
+        plan += changes.file(layout.config_file, text, owner=layout.admin,
+                             group=layout.admin, mode=0o600)
+        server = parse_server_config(tomllib.loads(text), str(layout.config_file))
     plan += backup_unit_changes(layout, unit_dir)
+    plan += web_changes(layout, server, unit_dir=unit_dir, nginx_dir=nginx_dir)
     return plan
 
 

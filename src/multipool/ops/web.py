@@ -1,0 +1,61 @@
+"""The web process as a service of the server, and the nginx site in front of it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from multipool.config import ServerConfig
+from multipool.ops import nginx, systemd
+from multipool.ops.changes import Change
+from multipool.ops.layout import Layout
+from multipool.ops.services import ServiceSpec
+
+WEB_SERVICE = "multipool-web"
+NGINX_DIR = Path("/etc/nginx")
+
+
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
+    """`multipool web serve` as the web user, reading only web/; given its settings on
+    the command line, since multipool.toml (0600) may hold a database admin URL."""
+    argv = [sys.executable, "-m", "multipool.cli", "web", "serve", "--root",
+            str(layout.root), "--listen", server.web_listen, "--public-host",
+            server.public_host, "--log-level", "info"]
+    if not layout.system and os.geteuid() == 0:
+        argv.append("--allow-root")  # a local install run by root (a container, CI)
+    return ServiceSpec(
+        name=WEB_SERVICE, description="multipool web: the page listing every pool",
+        argv=tuple(argv), working_dir=layout.web, user=layout.web_user,
+        group=layout.web_user, stop_timeout=15.0,
+        # Behind nginx on loopback: no other address may reach it or be reached.
+        network=not _loopback(server.web_listen))
+
+
+def web_changes(layout: Layout, server: ServerConfig, *, unit_dir: Path = systemd.UNIT_DIR,
+                nginx_dir: Path = NGINX_DIR) -> list[Change]:
+    """System mode: the web unit (enabled, and started where systemd runs) and the nginx
+    site proxying ``public_host`` to it."""
+    if not layout.system:
+        return []
+    unit = systemd.render_service(web_service(layout, server))
+    plan = systemd.install_units({f"{WEB_SERVICE}.service": unit}, unit_dir)
+    if unit_dir == systemd.UNIT_DIR:  # systemctl knows no other directory
+        plan += systemd.service_state_changes(WEB_SERVICE, running=systemd.systemd_running(),
+                                              enabled=True)
+    # `nginx -t` tests the system's configuration: only when the site goes into it.
+    plan += nginx.site_changes(server_name=server.public_host, upstream=server.web_listen,
+                               routing=server.web_routing, nginx_dir=nginx_dir,
+                               check=None if nginx_dir == NGINX_DIR else False)
+    return plan
