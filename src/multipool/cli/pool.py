@@ -37,12 +37,13 @@ app = typer.Typer(help="Run a coin's pool engine.", no_args_is_help=True)
 logger = logging.getLogger("multipool.pool")
 
 
-def refuse_root(allow_root: bool) -> None:
-    """Exit with a message when running as root without --allow-root: a pool engine
-    reads hostile network input and has no business holding root's rights."""
+def refuse_root(allow_root: bool, user: str = "the coin's pool user") -> None:
+    """Exit with a message when running as root without --allow-root: a pool engine or
+    the web process reads hostile network input and has no business holding root's
+    rights."""
     if os.geteuid() == 0 and not allow_root:
-        typer.secho("refusing to run as root: run as the coin's pool user, or pass "
-                    "--allow-root if you really mean it", fg="red", err=True)
+        typer.secho(f"refusing to run as root: run as {user}, or pass --allow-root if "
+                    "you really mean it", fg="red", err=True)
         raise typer.Exit(2)
 
 

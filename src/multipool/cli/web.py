@@ -33,7 +33,7 @@ def serve(
     """Serve the pools' page and JSON API in the foreground until Ctrl-C or SIGTERM.
 
     It reads only ROOT/web/<prefix>/status.json and needs no secret: settings are options."""
-    refuse_root(allow_root)
+    refuse_root(allow_root, user="the web user (multipool-web)")
     with reported_errors():
         host, port = parse_listen(listen)
         if not check_host(public_host):
