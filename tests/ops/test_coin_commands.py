@@ -234,3 +234,49 @@ def test_a_missing_unit_directory_is_refused_before_any_change(tmp_path: Path):
     assert (f"error: --unit-dir: {tmp_path / 'nowhere'} is not a directory"
             in " ".join(result.output.split()))
     assert not root.exists()
+
+
+def test_status_reads_a_stopped_pools_database_without_creating_files(root: Path):
+    """status may run as root: a -wal or -shm it left beside pool.db would belong to
+    root and lock the pool user out."""
+    import asyncio
+
+    from sqlalchemy import insert, select
+
+    from multipool.accounting.database import create_engine
+    from multipool.accounting.migrate import upgrade
+    from multipool.accounting.schema import balances
+    from multipool.ops.status import read_only_sqlite_url
+
+    add(root, "--prefix", "ltc")
+    database = root / "pool" / "ltc" / "pool.db"
+
+    async def prepare() -> None:
+        engine = create_engine(f"sqlite:///{database}")
+        try:
+            await upgrade(engine)
+            async with engine.begin() as connection:
+                await connection.execute(insert(balances).values(address="m1", amount=1234))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    before = sorted(p.name for p in database.parent.iterdir())
+    assert before == ["pool.db"]  # the engine is stopped: no -wal, no -shm
+    coins = json.loads(cli("status", "--root", str(root), "--json"))
+    assert coins[0]["unpaid"] == 1234 and coins[0]["database_error"] is None
+    assert sorted(p.name for p in database.parent.iterdir()) == before
+
+    async def files_while_reading(url: str) -> list[str]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(select(balances.c.amount))
+                return sorted(p.name for p in database.parent.iterdir())
+        finally:
+            await engine.dispose()
+
+    # While status reads, nothing appears beside the database (a plain connection, the
+    # control, makes its -wal and -shm at once).
+    assert asyncio.run(files_while_reading(read_only_sqlite_url(database))) == before
+    assert asyncio.run(files_while_reading(f"sqlite:///{database}")) != before

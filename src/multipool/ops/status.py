@@ -7,6 +7,7 @@ import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import func, select
 
@@ -81,13 +82,24 @@ async def _daemon_status(status: CoinStatus, config: CoinConfig) -> None:
                      and status.blocks == status.headers)
 
 
+def read_only_sqlite_url(path: Path) -> str:
+    """A URL that reads the pool's SQLite database without creating a file beside it:
+    status may run as root, and a root-owned -wal or -shm would lock the pool user out.
+    With the engine running its -wal exists and is read through; with the engine stopped
+    the file alone is the database, read as immutable."""
+    immutable = "" if path.with_name(path.name + "-wal").exists() else "&immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+
+
 async def _database_status(status: CoinStatus, config: CoinConfig) -> None:
     url = database_url(config)
-    sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-    if sqlite_file is not None and not Path(sqlite_file).exists():
-        # Opening it would create it, owned by whoever runs status.
-        status.database_error = "no database yet: the pool engine has not run"
-        return
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.exists():
+            # Opening it would create it, owned by whoever runs status.
+            status.database_error = "no database yet: the pool engine has not run"
+            return
+        url = read_only_sqlite_url(path)
     engine = create_engine(url)
     try:
         algorithm = config.coin.algorithm
