@@ -153,6 +153,13 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
         assert "setuid" not in text.lower()
         user = pool_user if unit.name.endswith("-pool.service") else daemon_user
         assert f"User={user}" in text
+        # ProtectSystem=strict: the service writes exactly its own directories.
+        writable = next(line for line in text.splitlines()
+                        if line.startswith("ReadWritePaths=")).split("=", 1)[1].split()
+        if user == pool_user:
+            assert writable == [str(layout.pool_dir(prefix)), str(layout.public_dir(prefix))]
+        elif unit.name.endswith("-daemon.service"):
+            assert writable == [str(layout.wallet_dir(prefix))]
         score = exposure(analyze, unit)
         print(f"{unit.name}: exposure {score}")
         assert score <= 2.0, unit.name

@@ -230,7 +230,8 @@ def coin_services(layout: Layout, config: CoinConfig) -> list[ServiceSpec]:
         name=f"multipool-{prefix}-pool",
         description=f"multipool pool engine for {config.coin.name} ({prefix})",
         argv=tuple(argv), working_dir=layout.pool_dir(prefix), user=pool_user,
-        group=pool_user, writable=(layout.pool_dir(prefix),),
+        group=pool_user, writable=tuple(Path(p) for p in (
+            layout.pool_dir(prefix), config.pool.public_dir) if p is not None),
         after=(f"multipool-{prefix}-daemon",), stop_timeout=30.0))
     return specs
 
