@@ -27,8 +27,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from multipool.accounting.schema import blocks, payment_batches
-from multipool.accounting.stats import active_miners, hashrate
+from multipool.accounting.schema import blocks
+from multipool.accounting.stats import pool_activity
 from multipool.config import CoinConfig, format_coins, to_units
 from multipool.engine import PoolEngine
 
@@ -96,29 +96,21 @@ class PublicStatusWriter:
                        "found_24h": None},
             "payments": {"last_time": None, "last_status": None},
         }
-        pool = document["pool"]
-        pool["hashrate"] = await hashrate(self.database, algorithm=config.coin.algorithm,
-                                          window_seconds=WINDOW_SECONDS, now=now)
-        active = await active_miners(self.database, WINDOW_SECONDS, now=now)
-        pool["miners"], pool["workers"] = active.miners, active.workers
         async with self.database.connect() as connection:
-            last = (await connection.execute(
-                select(blocks.c.height, blocks.c.time, blocks.c.status)
-                .order_by(blocks.c.id.desc()).limit(1))).first()
+            activity = await pool_activity(connection, algorithm=config.coin.algorithm,
+                                           window_seconds=WINDOW_SECONDS, now=now)
             found = (await connection.execute(
                 select(func.count()).select_from(blocks)
                 .where(blocks.c.time >= now - timedelta(days=1),
                        blocks.c.status != "orphaned"))).scalar_one()
-            payment = (await connection.execute(
-                select(payment_batches.c.created, payment_batches.c.status)
-                .order_by(payment_batches.c.created.desc()).limit(1))).first()
-        if last is not None:
-            document["blocks"].update(last_height=last.height, last_time=_iso(last.time),
-                                      last_status=last.status)
-        document["blocks"]["found_24h"] = int(found)
-        if payment is not None:
-            document["payments"] = {"last_time": _iso(payment.created),
-                                    "last_status": payment.status}
+        document["pool"].update(hashrate=activity.hashrate, miners=activity.miners,
+                                workers=activity.workers)
+        document["blocks"] = {"last_height": activity.last_block_height,
+                              "last_time": _iso(activity.last_block_time),
+                              "last_status": activity.last_block_status,
+                              "found_24h": int(found)}
+        document["payments"] = {"last_time": _iso(activity.last_payment_time),
+                                "last_status": activity.last_payment_status}
         return document
 
     def write(self, document: dict[str, Any]) -> None:

@@ -32,7 +32,14 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from multipool.accounting.schema import blocks, settings, shares, stats_minute, stats_rejects
+from multipool.accounting.schema import (
+    blocks,
+    payment_batches,
+    settings,
+    shares,
+    stats_minute,
+    stats_rejects,
+)
 from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
 from multipool.errors import PoolError
@@ -448,3 +455,40 @@ async def active_miners(source: Source, window_seconds: float, *,
         miners, pair_count = (await connection.execute(
             select(func.count(pairs.c.address.distinct()), func.count()))).one()
     return ActiveMiners(int(miners), int(pair_count))
+
+
+@dataclass(frozen=True, slots=True)
+class PoolActivity:
+    """What an operator's status and the web page show of a pool, read in one snapshot:
+    hashrate and miners over a window, the newest block and the newest payment batch."""
+
+    hashrate: float
+    miners: int
+    workers: int
+    last_block_height: int | None
+    last_block_time: datetime | None
+    last_block_status: str | None
+    last_payment_time: datetime | None
+    last_payment_status: str | None
+
+
+async def pool_activity(source: Source, *, algorithm: str, window_seconds: float,
+                        now: datetime | None = None) -> PoolActivity:
+    """Given a window of whole minutes, return the pool's :class:`PoolActivity`."""
+    async with _connection(source) as connection:
+        rate = await hashrate(connection, algorithm=algorithm,
+                              window_seconds=window_seconds, now=now)
+        active = await active_miners(connection, window_seconds, now=now)
+        block = (await connection.execute(
+            select(blocks.c.height, blocks.c.time, blocks.c.status)
+            .order_by(blocks.c.id.desc()).limit(1))).first()
+        payment = (await connection.execute(
+            select(payment_batches.c.created, payment_batches.c.status)
+            .order_by(payment_batches.c.created.desc()).limit(1))).first()
+    return PoolActivity(
+        hashrate=rate, miners=active.miners, workers=active.workers,
+        last_block_height=None if block is None else block.height,
+        last_block_time=None if block is None else block.time,
+        last_block_status=None if block is None else block.status,
+        last_payment_time=None if payment is None else payment.created,
+        last_payment_status=None if payment is None else payment.status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,9 +13,11 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 
 from multipool.accounting.database import create_engine, database_url
-from multipool.accounting.schema import balances, blocks, payment_batches
-from multipool.accounting.stats import active_miners, hashrate
+from multipool.accounting.rewards import POOL_FEE
+from multipool.accounting.schema import balances
+from multipool.accounting.stats import pool_activity
 from multipool.chain.rpc import DaemonClient, DaemonError
+from multipool.chain.sync import SyncState
 from multipool.config import CoinConfig
 from multipool.errors import PoolError
 from multipool.ops.layout import Layout
@@ -78,8 +81,9 @@ async def _daemon_status(status: CoinStatus, config: CoinConfig) -> None:
     status.daemon_up = True
     status.blocks, status.headers = info.get("blocks"), info.get("headers")
     status.initial_download = bool(info.get("initialblockdownload"))
-    status.synced = (not status.initial_download and status.peers > 0
-                     and status.blocks == status.headers)
+    # The engine's own test of sync, with no header lag allowed: status shows the
+    # daemon as it is this instant, where the engine tolerates a block in flight.
+    status.synced = SyncState.from_rpc(info, status.peers, max_header_lag=0).synced
 
 
 def read_only_sqlite_url(path: Path) -> str:
@@ -89,6 +93,11 @@ def read_only_sqlite_url(path: Path) -> str:
     the file alone is the database, read as immutable."""
     immutable = "" if path.with_name(path.name + "-wal").exists() else "&immutable=1"
     return f"sqlite:///file:{quote(str(path))}?mode=ro{immutable}&uri=true"
+
+
+def _seconds(time: datetime | None) -> str | None:
+    """A time as the table shows it: to the second, no zone."""
+    return None if time is None else str(time)[:19]
 
 
 async def _database_status(status: CoinStatus, config: CoinConfig) -> None:
@@ -102,28 +111,19 @@ async def _database_status(status: CoinStatus, config: CoinConfig) -> None:
         url = read_only_sqlite_url(path)
     engine = create_engine(url)
     try:
-        algorithm = config.coin.algorithm
-        status.hashrate = await hashrate(engine, algorithm=algorithm,
-                                         window_seconds=WINDOW_SECONDS)
-        active = await active_miners(engine, WINDOW_SECONDS)
-        status.miners, status.workers = active.miners, active.workers
         async with engine.connect() as connection:
-            last = (await connection.execute(
-                select(blocks.c.height, blocks.c.time, blocks.c.status)
-                .order_by(blocks.c.id.desc()).limit(1))).first()
-            if last is not None:
-                status.last_block_height = last.height
-                status.last_block_time = str(last.time)[:19]
-                status.last_block_status = last.status
+            activity = await pool_activity(connection, algorithm=config.coin.algorithm,
+                                           window_seconds=WINDOW_SECONDS)
             status.unpaid = int((await connection.execute(
                 select(func.coalesce(func.sum(balances.c.amount), 0))
-                .where(balances.c.address != "", balances.c.amount > 0))).scalar_one())
-            payment = (await connection.execute(
-                select(payment_batches.c.created, payment_batches.c.status)
-                .order_by(payment_batches.c.created.desc()).limit(1))).first()
-            if payment is not None:
-                status.last_payment_time = str(payment.created)[:19]
-                status.last_payment_status = payment.status
+                .where(balances.c.address != POOL_FEE, balances.c.amount > 0))).scalar_one())
+        status.hashrate = activity.hashrate
+        status.miners, status.workers = activity.miners, activity.workers
+        status.last_block_height = activity.last_block_height
+        status.last_block_time = _seconds(activity.last_block_time)
+        status.last_block_status = activity.last_block_status
+        status.last_payment_time = _seconds(activity.last_payment_time)
+        status.last_payment_status = activity.last_payment_status
     except (PoolError, OSError) as exc:
         status.database_error = str(exc)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: a missing or new database
