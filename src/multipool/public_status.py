@@ -14,11 +14,8 @@ sees half of it; its ``updated`` time tells the reader whether the engine still 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.schema import blocks
 from multipool.accounting.stats import pool_activity
+from multipool.atomicfile import write_atomically
 from multipool.config import CoinConfig, format_coins, to_units
 from multipool.engine import PoolEngine
 
@@ -114,14 +112,7 @@ class PublicStatusWriter:
         return document
 
     def write(self, document: dict[str, Any]) -> None:
-        """Replace the status file atomically; readable by the directory's group."""
-        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".status.")
-        try:
-            os.fchmod(fd, 0o640)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, indent=1)
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        """Replace the status file atomically; readable by the directory's group. Not
+        fsynced: it is rewritten every ``interval`` seconds anyway."""
+        write_atomically(self.path, json.dumps(document, indent=1).encode(), mode=0o640,
+                         durable=False)

@@ -4,9 +4,9 @@ address taken from it once and kept, so a restart never moves the pool's coinbas
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from multipool.atomicfile import write_atomically
 from multipool.chain.rpc import DaemonClient, DaemonError
 
 RPC_WALLET_NOT_FOUND = -18
@@ -39,11 +39,6 @@ async def kept_address(daemon: DaemonClient, state_dir: Path, logger: logging.Lo
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     address = await daemon.getnewaddress("pool coinbase")
-    temporary = path.with_name(f".{ADDRESS_FILE}.new")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(address + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomically(path, (address + "\n").encode(), mode=0o600)
     logger.info("pool coinbase address %s (kept in %s)", address, path)
     return address

@@ -16,11 +16,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from multipool.atomicfile import write_atomically
 from multipool.ops.commands import run_command
 
 
@@ -118,18 +119,7 @@ def file(path: Path, content: str | bytes, *, owner: str | None = None,
         raise FileExistsError(f"{path} exists and is not a regular file")
 
     def write() -> None:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            os.fchmod(fd, mode)
-            os.fchown(fd, uid_of(owner), gid_of(group))
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data, mode=mode, uid=uid_of(owner), gid=gid_of(group))
 
     if not path.exists():
         return [Change("files.file", str(path),
@@ -137,6 +127,15 @@ def file(path: Path, content: str | bytes, *, owner: str | None = None,
     if path.read_bytes() != data:
         return [Change("files.file", str(path), f"rewrite ({len(data)} bytes)", write)]
     return attribute_changes("files.file", path, owner, group, mode)
+
+
+def replace_with_symlink(path: Path, target: Path | str) -> None:
+    """Put a symbolic link to ``target`` at ``path`` in one rename: whatever was there (a
+    link or a file) is replaced, and ``path`` is never missing meanwhile."""
+    temporary = path.with_name(f".{path.name}.link")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, path)
 
 
 def symlink(path: Path, target: Path | str) -> list[Change]:
@@ -147,12 +146,8 @@ def symlink(path: Path, target: Path | str) -> list[Change]:
         if current == wanted:
             return []
 
-        def relink() -> None:
-            temporary = path.with_name(f".{path.name}.link")
-            temporary.unlink(missing_ok=True)
-            temporary.symlink_to(wanted)
-            os.replace(temporary, path)
-        return [Change("files.link", str(path), f"point to {wanted} (was {current})", relink)]
+        return [Change("files.link", str(path), f"point to {wanted} (was {current})",
+                       partial(replace_with_symlink, path, wanted))]
     if path.exists():
         raise FileExistsError(f"{path} exists and is not a symbolic link")
     return [Change("files.link", str(path), f"create -> {wanted}",

@@ -283,10 +283,7 @@ def _link_changes(link: Path, target: Path) -> list[Change]:
             raise InstallError(f"{link} exists and is not a file or link")
 
         def replace() -> None:
-            temporary = link.with_name(f".{link.name}.link")
-            temporary.unlink(missing_ok=True)
-            temporary.symlink_to(target)
-            os.replace(temporary, link)
+            ops_changes.replace_with_symlink(link, target)
             _forget_build(link)
         return [Change("files.link", str(link), f"replace file with link -> {target}",
                        replace)]
