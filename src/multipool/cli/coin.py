@@ -65,7 +65,7 @@ def add(
                                                           "definition's, or the next free)")]
     = None,
     root: RootOption = DEFAULT,
-    unit_dir: UnitDirOption = Path("/etc/systemd/system"),
+    unit_dir: UnitDirOption = systemd.UNIT_DIR,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
@@ -100,7 +100,7 @@ def remove(
         "--delete-wallet", help="also delete the wallet and the pool's database (the "
                                 "coins and the record of what miners are owed)")] = False,
     root: RootOption = DEFAULT,
-    unit_dir: UnitDirOption = Path("/etc/systemd/system"),
+    unit_dir: UnitDirOption = systemd.UNIT_DIR,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:

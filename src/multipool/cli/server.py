@@ -26,6 +26,7 @@ from multipool.cli.common import (
 from multipool.cli.logs import setup_logging
 from multipool.config import CoinConfig, format_coins, load_coin_config, load_server_config
 from multipool.errors import ConfigError
+from multipool.ops import systemd
 from multipool.ops.coins import coin_services
 from multipool.ops.layout import Layout
 from multipool.ops.plan import apply_changes
@@ -40,7 +41,7 @@ def init(
     root: RootOption = DEFAULT,
     mode: Annotated[str, typer.Option(help="system (root: users, packages) or local")]
     = "system",
-    unit_dir: UnitDirOption = Path("/etc/systemd/system"),
+    unit_dir: UnitDirOption = systemd.UNIT_DIR,
     nginx_dir: Annotated[Path, typer.Option("--nginx-dir", hidden=True,
                                             help="nginx's configuration directory")]
     = NGINX_DIR,
@@ -182,8 +183,6 @@ def status(
 
 def _systemctl(action: str, prefixes: list[str] | None, root: Path,
                dry_run: bool = False) -> None:
-    from multipool.ops import systemd
-
     with reported_errors():
         layout = open_layout(root.resolve())
         names = [spec.name for spec in server_services(layout, prefixes)]

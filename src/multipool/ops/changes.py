@@ -154,16 +154,6 @@ def symlink(path: Path, target: Path | str) -> list[Change]:
                    lambda: path.symlink_to(wanted))]
 
 
-def system_group(name: str) -> list[Change]:
-    """A system group."""
-    try:
-        grp.getgrnam(name)
-        return []
-    except KeyError:
-        return [Change("users.group", name, "create system group",
-                       lambda: run_command(["groupadd", "--system", name]))]
-
-
 def system_user(name: str, *, home: Path, groups: tuple[str, ...] = ()) -> list[Change]:
     """A system user with its own group of the same name, no login shell, no password,
     ``home`` as its home (not created), and membership of ``groups``."""

@@ -258,8 +258,8 @@ def database_changes(layout: Layout, config: CoinConfig, admin_url: str) -> list
     return plan + found
 
 
-def coin_add_changes(layout: Layout, request: CoinRequest, *,
-                     install: bool = True) -> tuple[CoinConfig, list[Change]]:
+def coin_add_changes(layout: Layout,
+                     request: CoinRequest) -> tuple[CoinConfig, list[Change]]:
     """Given an initialised server and a request, return the coin's config and what
     `coin add` must change. Everything is validated before the first change is made."""
     prefix = request.prefix
@@ -277,13 +277,12 @@ def coin_add_changes(layout: Layout, request: CoinRequest, *,
     if new_text is not None:
         plan += changes.file(coin_file, new_text, owner=layout.admin, group=pool_user,
                              mode=0o640)
-    else:
-        plan += changes.file(coin_file, coin_file.read_bytes(), owner=layout.admin,
-                             group=pool_user, mode=0o640)
-    if install:
-        d = config.daemon
-        plan += install_daemon(layout, prefix, source=d.source, binary=d.binary or "",
-                               package=d.package, git=d.git, ref=d.ref, build=d.build)
+    else:  # the operator's file: its content is theirs, its owner and mode are ours
+        plan += changes.attribute_changes("files.file", coin_file, layout.admin, pool_user,
+                                          0o640)
+    d = config.daemon
+    plan += install_daemon(layout, prefix, source=d.source, binary=d.binary or "",
+                           package=d.package, git=d.git, ref=d.ref, build=d.build)
     plan += database_changes(layout, config, request.database_admin)
     wallet_dir = layout.wallet_dir(prefix)
     conf = conf_name(config)
