@@ -199,8 +199,9 @@ class PaymentProcessor:
             return PaymentReport("busy", f"another payment run holds the lock ({holder})")
         try:
             return await self._locked_run()
-        except LockLost as exc:
-            self.logger.warning("%s", exc)
+        except (LockLost, DaemonError, BuildError) as exc:
+            # Nothing is lost: whatever was recorded is taken up by the next run.
+            self.logger.warning("payment run stopped: %s", exc)
             return PaymentReport("stopped", str(exc))
         finally:
             await self.lock.release()
