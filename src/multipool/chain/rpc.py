@@ -193,14 +193,16 @@ class DaemonClient:
         url = self.wallet_url if wallet and self.wallet_url else self.url
         started, delay = time.monotonic(), self.FIRST_DELAY
         deadline = _DEADLINE.get()
+        last: _Retryable | None = None
         while True:
             limit = timeout or self.timeout
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    why = f": {last}" if last is not None else ""
                     raise DaemonUnavailable(
-                        f"{method} not sent: the caller's deadline has passed (the daemon "
-                        f"at {self.url} did not answer in time)", method=method)
+                        f"not sent again: the caller's deadline has passed (daemon at "
+                        f"{self.url}{why})", method=method)
                 limit = min(limit, left)
             try:
                 try:
@@ -215,6 +217,7 @@ class DaemonClient:
                     raise DaemonAuthError(f"the daemon at {self.url} rejected the credentials "
                                           f"(HTTP 401): check {source}", method=method) from None
             except _Retryable as exc:
+                last = exc
                 if exc.sent and not idempotent:
                     raise DaemonOutcomeUnknown(
                         f"{exc}; the daemon may have executed the call: check before "
