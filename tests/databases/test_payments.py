@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting import bookkeeping, wallet_watch
+from multipool.accounting.database import create_engine
 from multipool.accounting.locks import DatabaseLock
 from multipool.accounting.payments import (
     LOCK_NAME,
@@ -526,3 +528,30 @@ async def test_max_recipients_splits_a_run(engine: AsyncEngine):
     assert wallet.paid() == owed and set(wallet.times_paid().values()) == {1}
     assert (await all_balances(engine))[""] == -sum(wallet.txs[t].fee for t in report.txids)
     await assert_books_balance(engine)
+
+
+async def test_too_large_batches_are_halved_until_they_pass(engine: AsyncEngine):
+    owed = {f"ltc1qminer{i:02d}": COIN + i * 1000 for i in range(10)}
+    await credit(engine, owed)
+    wallet = wallet_with(*[30 * COIN] * 6)
+    wallet.too_large_above = 3
+    report = await processor(engine, wallet).run_once()
+    assert report.status == "paid" and report.paid == 10
+    assert wallet.paid() == owed and set(wallet.times_paid().values()) == {1}
+    # 10 refused -> 5 + 5; each 5 refused -> 2 + 3: four transactions, nothing recorded
+    # for the refused builds and no coin left locked by them.
+    assert sorted(len(tx.outputs) - 1 for tx in wallet.live()) == [2, 2, 3, 3]
+    assert [b.status for b in await batches(engine)] == ["broadcast"] * 4
+    assert wallet.locked == {o for tx in wallet.live() for o in tx.inputs}
+    await assert_books_balance(engine)
+
+
+async def test_sqlite_commits_are_synced_to_disk(tmp_path: Path):
+    """synchronous=FULL: a committed intent survives a power loss, not only a crash."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
+            assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        await engine.dispose()

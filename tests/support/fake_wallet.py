@@ -64,6 +64,7 @@ class FakeWallet:
     late_next: bool = False  # the call gives up; the node takes the tx later
     late: list[str] = field(default_factory=list)
     on_broadcast: Any = None  # called (with the hex) at every sendrawtransaction
+    too_large_above: int | None = None  # fundrawtransaction: "Transaction too large"
     changes: int = 0
 
     # --- set-up and the world outside the pool -----------------------------------------
@@ -272,6 +273,8 @@ class FakeWallet:
                 raise DaemonError("Invalid parameter, unknown input", code=-8)
         held = sum(self.coins[o].value for o in inputs)
         outputs = [list(o) for o in body["vout"]]
+        if self.too_large_above is not None and len(outputs) > self.too_large_above:
+            raise DaemonError("Transaction too large", code=-4)
         rate = to_units(options["feeRate"], DECIMALS)
         fee = -(-_vsize(len(inputs), len(outputs) + 1) * rate // 1000)
         subtract = options.get("subtractFeeFromOutputs", [])

@@ -47,6 +47,10 @@ class InsufficientFunds(BuildError):
     """The chosen coins do not cover the payments and the fee."""
 
 
+class TooLarge(BuildError):
+    """More outputs and inputs than one standard transaction may hold."""
+
+
 class BuilderWallet(Protocol):
     async def listunspent(self, minconf: int = 1) -> list[dict[str, Any]]: ...
 
@@ -196,6 +200,8 @@ async def build(wallet: BuilderWallet, recipients: Sequence[tuple[str, int]],
         if exc.code == RPC_WALLET_ERROR and "insufficient" in exc.message.lower():
             raise InsufficientFunds(f"{len(inputs)} coin(s) do not cover the payments and "
                                     f"the fee: {exc.message}") from exc
+        if exc.code == RPC_WALLET_ERROR and "too large" in exc.message.lower():
+            raise TooLarge(f"{len(recipients)} recipients: {exc.message}") from exc
         raise BuildError(f"the wallet refused to fund the payment: {exc}") from exc
     try:
         signed = await wallet.signrawtransactionwithwallet(str(funded["hex"]))

@@ -49,7 +49,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting import bookkeeping, payment_tx, wallet_watch
 from multipool.accounting.locks import DatabaseLock, LockLost
-from multipool.accounting.payment_tx import BuildError, BuiltTx, Coin, InsufficientFunds
+from multipool.accounting.payment_tx import (
+    BuildError,
+    BuiltTx,
+    Coin,
+    InsufficientFunds,
+    TooLarge,
+)
 from multipool.accounting.rewards import POOL_FEE
 from multipool.accounting.schema import (
     balances,
@@ -617,7 +623,22 @@ class PaymentProcessor:
         while queue:
             recipients, selected = queue.pop(0)
             subtract = list(range(len(recipients))) if self.fee_mode == "miners" else []
-            if not await self._pay(recipients, selected, rate, subtract, report):
+            try:
+                paid = await self._pay(recipients, selected, rate, subtract, report)
+            except TooLarge as exc:
+                if len(recipients) == 1:
+                    raise
+                half = len(recipients) // 2
+                self.logger.info("batch of %d too large for one transaction (%s): "
+                                 "splitting", len(recipients), exc)
+                coins = await self._coins()
+                halves = [*self._plan(recipients[:half], coins, rate)[0]]
+                used = {c for _, chosen in halves for c in chosen}
+                halves += self._plan(recipients[half:], [c for c in coins if c not in used],
+                                     rate)[0]
+                queue[:0] = halves
+                continue
+            if not paid:
                 report.status = "stopped"
                 return
         if fee_account_due:
