@@ -555,3 +555,27 @@ async def test_sqlite_commits_are_synced_to_disk(tmp_path: Path):
             assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("fee_mode", ["pool", "miners"])
+async def test_refund_gives_back_every_charge_exactly(engine: AsyncEngine, fee_mode: str):
+    """A fee-bumped payment that is then conflicted and buried: every account gets back,
+    to the unit, what the batch took (payment, fee or fee share, the bump), once."""
+    await credit(engine, OWED)
+    wallet = wallet_with(50 * COIN)
+    await processor(engine, wallet, fee_mode=fee_mode).run_once()
+    [batch] = await batches(engine)
+    bumped = wallet.bumpfee(batch.txid, 7000)
+    await processor(engine, wallet, fee_mode=fee_mode).run_once()
+    wallet.spend_elsewhere(bumped)
+    wallet.mine(CONFIRMATIONS - 1)
+    report = await processor(engine, wallet, fee_mode=fee_mode).run_once()
+    assert report.refunded == 1
+    net: dict[str, int] = {}
+    for address, amount, _ in await ledger_of(engine, batch.id):
+        net[address] = net.get(address, 0) + amount
+    assert set(net.values()) == {0}, net
+    assert len(await ledger_of(engine, batch.id)) > 2 * len(DUE)
+    report = await processor(engine, wallet, fee_mode=fee_mode).run_once()
+    assert report.refunded == 0
+    await assert_books_balance(engine)

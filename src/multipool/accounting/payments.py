@@ -354,7 +354,9 @@ class PaymentProcessor:
                         "batch %s: the node refused %s (%s); it stays %s and is tried again "
                         "next run. A refusal proves nothing: if it cannot get in, bump its "
                         "fee (bumpfee) or abandon it (abandontransaction) and the next run "
-                        "voids and refunds it", batch.id, batch.txid, exc, batch.status)
+                        "voids and refunds it; if its inputs are spent by a transaction "
+                        "the wallet does not know, payments pause on that send", batch.id,
+                        batch.txid, exc, batch.status)
                     return str(batch.status)
         failpoint("payment:after_broadcast")
         async with self.engine.begin() as connection:
@@ -408,9 +410,13 @@ class PaymentProcessor:
             if shares:
                 await bookkeeping.post_many(connection, shares, kind=bookkeeping.TX_FEE_REFUND,
                                             batch_id=batch.id, note="never confirmed")
-            if batch.fee_mode != "miners" and batch.fee:
+            # The fee account's part: the whole fee when the pool pays it, else what an
+            # operator's fee bump added on top of the recipients' shares.
+            charged = int(batch.fee or 0) - (sum(f for _, f in shares)
+                                             if batch.fee_mode == "miners" else 0)
+            if charged > 0:
                 await bookkeeping.post(connection, address=self._charged(batch),
-                                       amount=int(batch.fee), kind=bookkeeping.TX_FEE_REFUND,
+                                       amount=charged, kind=bookkeeping.TX_FEE_REFUND,
                                        batch_id=batch.id, note=f"{batch.txid} never confirmed")
         await self._unlock_inputs(batch.id)
         self.logger.warning("batch %s failed (%s): %s credited back to %d recipient(s), paid "
