@@ -145,11 +145,12 @@ def select_coins(coins: Sequence[Coin], amount: int, outputs: int, rate: int,
     ``fee_on_top``, the fee of a transaction with change), or None when all do not."""
     chosen: list[Coin] = []
     held = 0
+    size = TX_OVERHEAD + OUTPUT_SIZE * (outputs + 1)
     for coin in coins:
         chosen.append(coin)
         held += coin.value
-        fee = fee_for(estimated_size(chosen, outputs + 1), rate) if fee_on_top else 0
-        if held >= amount + fee:
+        size += coin.size
+        if held >= amount + (fee_for(size, rate) if fee_on_top else 0):
             return chosen
         if len(chosen) >= MAX_INPUTS:
             break

@@ -591,18 +591,21 @@ class PaymentProcessor:
         current: list[tuple[str, int]] = []
         chosen: list[Coin] = []
         left = 0
+        total = 0
         for address, amount in due:
-            trial = [*current, (address, amount)]
-            selected = payment_tx.select_coins(remaining, sum(v for _, v in trial), len(trial),
+            selected = payment_tx.select_coins(remaining, total + amount, len(current) + 1,
                                                rate, fee_on_top=self.fee_mode == "pool")
             if selected is None:
                 left += 1
                 continue
-            current, chosen = trial, selected
+            current.append((address, amount))
+            total += amount
+            chosen = selected
             if len(current) == self.max_recipients:
                 batches.append((current, chosen))
-                remaining = [c for c in remaining if c not in chosen]
-                current, chosen = [], []
+                used = set(chosen)
+                remaining = [c for c in remaining if c not in used]
+                current, chosen, total = [], [], 0
         if current:
             batches.append((current, chosen))
         return batches, left
