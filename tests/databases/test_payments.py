@@ -36,6 +36,7 @@ from multipool.accounting.schema import (
     payment_inputs,
     payments,
 )
+from multipool.chain.rpc import DaemonUnavailable
 from tests.support.fake_wallet import DECIMALS, FakeWallet
 
 COIN = 10**DECIMALS
@@ -294,8 +295,9 @@ async def test_broadcast_that_takes_effect_long_after_its_call_gave_up(engine: A
     wallet.late_next = True
     assert (await processor(engine, wallet).run_once()).status == "stopped"
     wallet.late_next = True  # still stuck on the next run
-    report = await processor(engine, wallet).run_once()
-    assert report.refunded == 0 and [b.status for b in await batches(engine)] == ["intent"]
+    with pytest.raises(DaemonUnavailable):
+        await processor(engine, wallet).run_once()
+    assert [b.status for b in await batches(engine)] == ["intent"]  # never refunded
     wallet.deliver_late()  # both late requests arrive: one transaction
     report = await processor(engine, wallet).run_once()
     assert report.status == "nothing_due"

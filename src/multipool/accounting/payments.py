@@ -198,6 +198,9 @@ class PaymentProcessor:
         return DaemonClient.retry_until(self.lock.valid_until - self.lock_margin)
 
     async def run_once(self) -> PaymentReport:
+        """One payment run. Raises DaemonError (the daemon is away or refuses a call that
+        is not a broadcast) and BuildError: whatever was recorded is taken up by the next
+        run; a lost lock ends the run with the status "stopped"."""
         if await is_paused(self.engine):
             return PaymentReport("paused", "payments are paused for this coin")
         if not await self.lock.acquire():
@@ -205,8 +208,7 @@ class PaymentProcessor:
             return PaymentReport("busy", f"another payment run holds the lock ({holder})")
         try:
             return await self._locked_run()
-        except (LockLost, DaemonError, BuildError) as exc:
-            # Nothing is lost: whatever was recorded is taken up by the next run.
+        except LockLost as exc:
             self.logger.warning("payment run stopped: %s", exc)
             return PaymentReport("stopped", str(exc))
         finally:
@@ -686,7 +688,13 @@ class PaymentProcessor:
         async with self.engine.connect() as connection:
             batch = (await connection.execute(
                 select(payment_batches).where(payment_batches.c.id == batch_id))).one()
-        status = await self._broadcast(batch)
+        try:
+            status = await self._broadcast(batch)
+        except DaemonUnavailable as exc:
+            # Recorded: the next run broadcasts the same bytes again (or finds them sent).
+            self.logger.warning("batch %s: %s recorded, broadcast unconfirmed (%s); the next "
+                                "run sends it again", batch_id, built.txid, exc)
+            status = INTENT
         total = sum(paid for _, paid, _ in built.outputs)
         self.logger.info("batch %s: %s to %d recipient(s) in %s (fee %s, %s)", batch_id,
                          format_coins(total, self.decimals), len(recipients), built.txid,
