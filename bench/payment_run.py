@@ -2,21 +2,23 @@
 
 One litecoind regtest node (multipool.devnet) in a temporary directory; its ``pool``
 wallet mines enough mature coinbases to pay everyone (regtest halves the 50 LTC reward
-every 150 blocks; coinbases mature after 100), and at least one per transaction, so no
-``sendmany`` has to spend the unconfirmed change of the one before. 10,000 payout
+every 150 blocks; coinbases mature after 100), and at least one per transaction: a payment
+spends confirmed coins only, never the unconfirmed change of the one before. 10,000 payout
 addresses are bech32 P2WPKH addresses of random 20-byte hashes (outside the wallet, as a
 pool's miners are), checked with multipool's own decoder and, for a sample, the daemon's
 ``validateaddress``. Each miner is credited 0.01-0.1 LTC with ``bookkeeping.post(kind=
 "adjustment")`` (one transaction for all), then ``PaymentProcessor.run_once()`` is timed
 with ``max_recipients`` 200: 50 transactions for 10,000 miners.
 
-The run's time is split into ``sendmany``, the other wallet calls (``gettransaction``,
-``getbalances``, ``listtransactions``), each timed around the call, and the rest: the
-database transactions and the Python that drives them (the lock, the due query, the
-intent and record transactions). Of the rest, the time inside ``cursor.execute`` is
-shown too (SQLAlchemy cursor events); it leaves out the driver's other round trips
-(aiosqlite hands every fetch and cursor close to its thread as well), so it is a floor
-of the database's share, not the whole of it. A 5 ms ticker on the same event loop
+The run's time is split into building the transactions in the wallet
+(``createrawtransaction``, ``fundrawtransaction``, ``signrawtransactionwithwallet``,
+``decoderawtransaction``), broadcasting them (``sendrawtransaction``), the other wallet
+calls (``listunspent``, ``listsinceblock``, lock and fee calls), each timed around the
+call, and the rest: the database transactions and the Python that drives them (the lock,
+the due query, the intent and broadcast transactions). Of the rest, the time inside
+``cursor.execute`` is shown too (SQLAlchemy cursor events); it leaves out the driver's
+other round trips (aiosqlite hands every fetch and cursor close to its thread as well),
+so it is a floor of the database's share, not the whole of it. A 5 ms ticker on the same event loop
 records its longest stall during the run (``pool serve`` pays in the loop of the stratum
 server).
 
@@ -55,6 +57,7 @@ from multipool.accounting.schema import balances
 from multipool.chain.address import address_to_script, encode_segwit_address
 from multipool.chain.networks import NETWORKS
 from multipool.chain.rpc import DaemonClient
+from multipool.config import to_units
 from multipool.devnet import RegtestNetwork, RegtestNode
 from multipool.testdb import MariaDBServer, PostgresServer, find_mariadb, find_pg_bin
 
@@ -138,32 +141,27 @@ def blocks_to_mine(need: int, utxos: int) -> int:
     return height
 
 
+BUILD_CALLS = ("createrawtransaction", "fundrawtransaction", "signrawtransactionwithwallet",
+               "decoderawtransaction")
+
+
 class TimedWallet:
-    """The pool wallet (a DaemonClient) with every call timed."""
+    """The pool wallet (a DaemonClient) with every call timed, by method name."""
 
     def __init__(self, daemon: DaemonClient):
         self.daemon = daemon
         self.seconds: dict[str, list[float]] = {}
 
-    async def _timed(self, name: str, call: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return await call
-        finally:
-            self.seconds.setdefault(name, []).append(time.perf_counter() - began)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.daemon, name)
 
-    async def sendmany(self, amounts: dict[str, Any], comment: str) -> str:
-        return await self._timed("sendmany", self.daemon.sendmany(amounts, comment))
-
-    async def listtransactions(self, count: int = 100, skip: int = 0) -> list[dict[str, Any]]:
-        return await self._timed("listtransactions",
-                                 self.daemon.listtransactions(count, skip))
-
-    async def gettransaction(self, txid: str) -> dict[str, Any]:
-        return await self._timed("gettransaction", self.daemon.gettransaction(txid))
-
-    async def getbalances(self) -> dict[str, Any]:
-        return await self._timed("getbalances", self.daemon.getbalances())
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self.seconds.setdefault(name, []).append(time.perf_counter() - began)
+        return timed
 
 
 class StatementClock:
@@ -237,7 +235,7 @@ async def pay(node: RegtestNode, engine: AsyncEngine, max_recipients: int,
         sent = 0
         for txid in result.txids:
             details = (await daemon.gettransaction(txid))["details"]
-            sent += -sum(round(float(d["amount"]) * COIN) for d in details
+            sent += -sum(to_units(d["amount"], DECIMALS) for d in details
                          if d["category"] == "send")
     return {"report": result, "seconds": seconds, "wallet": wallet.seconds,
             "statements": clock.count, "statement_seconds": clock.seconds,
@@ -283,10 +281,12 @@ async def run_backend(backend: str, workdir: Path, miners: list[str], credits: d
 def rows_of(backend: str, miners: int, done: dict[str, Any]) -> list[dict[str, Any]]:
     result = done["report"]
     wallet = done["wallet"]
-    sendmany = sum(wallet.get("sendmany", []))
-    other_wallet = sum(sum(v) for k, v in wallet.items() if k != "sendmany")
+    build = sum(sum(wallet.get(name, [])) for name in BUILD_CALLS)
+    send = sum(wallet.get("sendrawtransaction", []))
+    other_wallet = sum(sum(v) for k, v in wallet.items()
+                       if k not in BUILD_CALLS and k != "sendrawtransaction")
     database = done["statement_seconds"]
-    rest = done["seconds"] - sendmany - other_wallet - database
+    rest = done["seconds"] - build - send - other_wallet - database
     seconds = done["seconds"]
 
     def row(measure: str, value: float | str, share: str = "") -> dict[str, Any]:
@@ -297,7 +297,7 @@ def rows_of(backend: str, miners: int, done: dict[str, Any]) -> list[dict[str, A
     def part(measure: str, value: float) -> dict[str, Any]:
         return row(measure, value, f"{100 * value / seconds:.0f} %")
 
-    sends = wallet.get("sendmany", [0.0])
+    funds = wallet.get("fundrawtransaction", [0.0])
     return [
         row("credit: bookkeeping.post x miners, s", done["credit_seconds"]),
         row("run_once: status", result.status),
@@ -305,13 +305,14 @@ def rows_of(backend: str, miners: int, done: dict[str, Any]) -> list[dict[str, A
         row("recipients paid", f"{result.paid:,} of {miners:,}"),
         row("run_once, s", seconds, "100 %"),
         row("recipients/s", result.paid / seconds),
-        part("  in sendmany, s", sendmany),
-        part("  in gettransaction etc., s", other_wallet),
+        part("  building (create/fund/sign/decode), s", build),
+        part("  in sendrawtransaction, s", send),
+        part("  other wallet calls, s", other_wallet),
         part("  database + Python (the rest), s", rest + database),
         part(f"    inside cursor.execute ({done['statements']:,}), s", database),
         row("longest event-loop stall, ms", f"{1000 * done['loop_stall']:.0f}"),
-        row("sendmany each: first / median / last, s",
-            f"{sends[0]:.3f} / {statistics.median(sends):.3f} / {sends[-1]:.3f}"),
+        row("fundrawtransaction each: first / median / last, s",
+            f"{funds[0]:.3f} / {statistics.median(funds):.3f} / {funds[-1]:.3f}"),
         row("miners with balance != 0 after", str(done["unpaid_miners"])),
         row("ledger_mismatches", repr(done["ledger_mismatches"])),
         row("wallet sent == paid", "yes" if done["wallet_sent"] == result.total else "NO"),

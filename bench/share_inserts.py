@@ -9,12 +9,14 @@ from multipool.testdb on loopback), each through two paths:
 
 Every path starts on an empty database, and the row count is checked afterwards.
 Durability is as the servers are set up: the throwaway servers run without fsync
-(multipool.testdb), SQLite runs as multipool sets it up (WAL, synchronous=NORMAL: no
-fsync per commit). So the figures are what the client side and the database engine cost,
+(multipool.testdb), SQLite runs as multipool sets it up (WAL, synchronous=FULL: the WAL
+is fsynced at every commit). The backend ``sqlite-normal`` is the same file database with
+``synchronous=NORMAL`` (no fsync per commit, multipool's setting before), to show what
+FULL costs. The server figures are what the client side and the database engine cost,
 not the disk.
 
 Run: .venv/bin/python bench/share_inserts.py [--rows N] [--batch B]
-     [--backends sqlite,postgresql,mariadb]
+     [--backends sqlite,sqlite-normal,postgresql,mariadb]
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from _common import report
 from multipool.accounting.database import create_engine
@@ -39,7 +41,8 @@ from multipool.accounting.writer import ShareWriter, share_row, write_rows
 from multipool.stratum.sink import ShareRecord
 from multipool.testdb import MariaDBServer, PostgresServer
 
-BACKENDS = ("sqlite", "postgresql", "mariadb")
+BACKENDS = ("sqlite", "sqlite-normal", "postgresql", "mariadb")
+NORMAL = "-normal"  # in a SQLite file name: run it with synchronous=NORMAL
 
 
 def make_shares(count: int) -> list[ShareRecord]:
@@ -50,8 +53,14 @@ def make_shares(count: int) -> list[ShareRecord]:
             for i in range(count)]
 
 
+def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.cursor().execute("PRAGMA synchronous=NORMAL")
+
+
 async def fresh_engine(url: str):
     engine = create_engine(url)
+    if NORMAL in url:  # after multipool's own pragmas, which set FULL
+        event.listen(engine.sync_engine, "connect", _synchronous_normal)
     await upgrade(engine)
     return engine
 
@@ -99,8 +108,9 @@ async def through_flush(url: str, records: list[ShareRecord], batch: int,
 @contextlib.contextmanager
 def database(backend: str, workdir: Path) -> Iterator[tuple[Callable[[str], str], str]]:
     """Yield (a function that creates a database and returns its URL, server version)."""
-    if backend == "sqlite":
-        yield (lambda name: f"sqlite:///{workdir / name}.db"), sqlite3.sqlite_version
+    if backend.startswith("sqlite"):
+        suffix = NORMAL if backend == "sqlite-normal" else ""
+        yield (lambda name: f"sqlite:///{workdir / name}{suffix}.db"), sqlite3.sqlite_version
     elif backend == "postgresql":
         with PostgresServer() as pg:
             yield pg.create_database, pg.psql("SHOW server_version").strip()

@@ -113,6 +113,13 @@ class PoolSection:
     pplns_factor: float = 2.0
     # Most recipients in one payment transaction; bigger runs are split.
     payment_max_recipients: int = 200
+    # Who pays the network fee of a payment: "pool" (the fee account) or "miners".
+    payment_fee: str = "pool"
+    # Depth at which a payment is final, and at which a conflicting transaction proves
+    # that it never will be (then its amounts are credited back).
+    payment_confirmations: int = 6
+    # The payment run's lock: taken over by another run only after this long.
+    payment_lock_ttl: float = 900.0
     # Where the engine keeps its state (spool, default SQLite database, pool address);
     # None: beside the coin file.
     state_dir: str | None = None
@@ -334,6 +341,9 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         database=p.string("database"),
         pplns_factor=p.number("pplns_factor", 2.0, positive=True),
         payment_max_recipients=p.integer("payment_max_recipients", 200, low=1, high=5000),
+        payment_fee=p.string("payment_fee", "pool", choices=("pool", "miners")),
+        payment_confirmations=p.integer("payment_confirmations", 6, low=1, high=1000),
+        payment_lock_ttl=p.number("payment_lock_ttl", 900.0, positive=True),
         state_dir=p.string("state_dir"),
         public_dir=p.string("public_dir"),
     )

@@ -1,7 +1,9 @@
 """Crash safety of payments on the real litecoind wallet: `multipool payments run` is
 killed with SIGKILL (a real kill -9, through a failpoint) at every step of the payment
-path, over several rounds; after a restart every miner has been paid exactly once, to
-the smallest unit, and the ledger explains every balance."""
+path (before the build, after the build with the coins locked, after the intent, after
+the broadcast, after recording it), over several rounds; after a restart every miner has
+been paid exactly what the ledger owed, once, to the smallest unit, every batch ends
+confirmed, and the ledger explains every balance."""
 
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from multipool.config import to_units
 from multipool.devnet import RegtestNetwork, free_port, regtest_coin_data, write_coin_file
 from tests.functional.conftest import add_miners_wallet
 
-STEPS = ["payment:before_intent", "payment:after_intent", "payment:after_send",
-         "payment:after_record"]
+STEPS = ["payment:before_build", "payment:after_build", "payment:after_intent",
+         "payment:after_broadcast", "payment:after_record"]
+CONFIRMATIONS = 2
 # Kills per step; raise it for a longer soak (MULTIPOOL_CRASH_ROUNDS=20 make test).
 ROUNDS = int(os.environ.get("MULTIPOOL_CRASH_ROUNDS", "3"))
 MIN_PAYOUT = Decimal("0.01")
@@ -38,13 +41,34 @@ def payments_run(coin_file: Path, failpoint: str | None) -> subprocess.Completed
         env["MULTIPOOL_FAILPOINT"] = failpoint
     return subprocess.run(
         [sys.executable, "-m", "multipool.cli", "payments", "run", "--coin", str(coin_file),
-         "--json", "--reconcile-grace", "0"],
+         "--json"],
         env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def received(node, address: str) -> int:
     return to_units(Decimal(str(node.rpc("getreceivedbyaddress", address, 0,
                                          wallet="miners"))), 8)
+
+
+def own_wallet(network: RegtestNetwork, name: str, coins: int = 6) -> str:
+    """A pool wallet of the test's own, funded with ``coins`` confirmed coins of 10 LTC:
+    a fresh pool database on a wallet that already paid others would (rightly) pause
+    on those sends."""
+    node = network.nodes[0]
+    node.rpc("createwallet", name)
+    for _ in range(coins):
+        node.rpc("sendtoaddress", node.rpc("getnewaddress", wallet=name), 10, wallet="pool")
+    network.mine(1)
+    return name
+
+
+def coin_file_for(node, tmp_path: Path, wallet: str, database_file: Path, **pool) -> Path:
+    data = regtest_coin_data(node, address=node.rpc("getnewaddress", wallet=wallet),
+                             port=free_port(), difficulty=1.0, min_payout=float(MIN_PAYOUT),
+                             payment_confirmations=CONFIRMATIONS,
+                             database=f"sqlite:///{database_file}", **pool)
+    data["daemon"]["wallet"] = wallet
+    return write_coin_file(tmp_path / "ltc.toml", data)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +87,9 @@ async def test_kill_at_every_payment_step_pays_each_miner_exactly_once(
         net: RegtestNetwork, tmp_path: Path, step: str):
     regtest = net
     node = regtest.nodes[0]
-    pool_address = node.rpc("getnewaddress", wallet="pool")
+    wallet = own_wallet(regtest, f"pool-{step.partition(':')[2]}")
     database_file = tmp_path / "pool.db"
-    coin_file = write_coin_file(tmp_path / "ltc.toml", regtest_coin_data(
-        node, address=pool_address, port=free_port(), difficulty=1.0,
-        min_payout=float(MIN_PAYOUT), database=f"sqlite:///{database_file}"))
+    coin_file = coin_file_for(node, tmp_path, wallet, database_file)
     engine = create_engine(f"sqlite:///{database_file}")
     await upgrade(engine)
     owed: dict[str, int] = {}
@@ -94,7 +116,11 @@ async def test_kill_at_every_payment_step_pays_each_miner_exactly_once(
             again = payments_run(coin_file, None)  # nothing left to pay, nothing paid twice
             assert again.returncode == 0, again.stderr[-2000:]
             assert '"status": "nothing_due"' in again.stdout
-            regtest.mine(1, pool_address)
+            assert not node.rpc("listlockunspent", wallet=wallet)  # none left behind
+            regtest.mine(1)  # the change is spendable in the next round
+        regtest.mine(CONFIRMATIONS)
+        final = payments_run(coin_file, None)
+        assert final.returncode == 0 and '"status": "nothing_due"' in final.stdout
 
         threshold = to_units(MIN_PAYOUT, 8)
         for address, amount in owed.items():
@@ -108,29 +134,26 @@ async def test_kill_at_every_payment_step_pays_each_miner_exactly_once(
             sent = (await connection.execute(
                 select(payments.c.address)
                 .join(payment_batches, payments.c.batch_id == payment_batches.c.id)
-                .where(payment_batches.c.status == "sent"))).scalars().all()
-            unfinished = (await connection.execute(
-                select(payment_batches.c.id)
-                .where(payment_batches.c.status == "intent"))).scalars().all()
-        # Each paid miner appears in exactly one sent batch; none is left unfinished.
+                .where(payment_batches.c.status == "confirmed"))).scalars().all()
+            states = set((await connection.execute(
+                select(payment_batches.c.status))).scalars())
+        # Each paid miner appears in exactly one confirmed batch; none is left open.
         assert sorted(sent) == sorted(a for a, v in owed.items() if v >= threshold)
-        assert unfinished == []
+        assert states == {"confirmed"}
     finally:
         await engine.dispose()
 
 
-async def test_pool_engine_killed_after_send_pays_once_after_restart(net: RegtestNetwork,
-                                                                    tmp_path: Path):
+async def test_pool_engine_killed_after_broadcast_pays_once_after_restart(
+        net: RegtestNetwork, tmp_path: Path):
     """The same through `multipool pool serve`, which pays every payment_interval: the
-    engine dies by SIGKILL right after sendmany; restarted, it reconciles the batch from
-    the wallet comment instead of paying again."""
+    engine dies by SIGKILL right after the broadcast, before recording it; restarted, it
+    finds the recorded transaction in the mempool instead of paying again, and follows it
+    to confirmed."""
     node = net.nodes[0]
-    pool_address = node.rpc("getnewaddress", wallet="pool")
+    wallet = own_wallet(net, "pool-engine")
     database_file = tmp_path / "pool.db"
-    coin_file = write_coin_file(tmp_path / "ltc.toml", regtest_coin_data(
-        node, address=pool_address, port=free_port(), difficulty=1.0,
-        min_payout=float(MIN_PAYOUT), payment_interval=0.5,
-        database=f"sqlite:///{database_file}"))
+    coin_file = coin_file_for(node, tmp_path, wallet, database_file, payment_interval=0.5)
     engine = create_engine(f"sqlite:///{database_file}")
     await upgrade(engine)
     debts = {node.rpc("getnewaddress", wallet="miners"): 12_345_678 * (i + 1) for i in range(3)}
@@ -141,38 +164,39 @@ async def test_pool_engine_killed_after_send_pays_once_after_restart(net: Regtes
                                        kind=bookkeeping.ADJUSTMENT)
         command = [sys.executable, "-m", "multipool.cli", "pool", "serve", "--coin",
                    str(coin_file), "--allow-root"]
-        env = {**os.environ, "MULTIPOOL_FAILPOINT": "payment:after_send"}
+        env = {**os.environ, "MULTIPOOL_FAILPOINT": "payment:after_broadcast"}
         killed = subprocess.run(command, env=env, capture_output=True, text=True,
                                 timeout=120, check=False)
         assert killed.returncode == -9, killed.stderr[-2000:]
         async with engine.connect() as connection:
-            at_intent = (await connection.execute(
-                select(payment_batches.c.id)
-                .where(payment_batches.c.status == "intent"))).scalars().all()
-        assert len(at_intent) == 1  # the engine died between send and record
+            [(batch_id, txid)] = (await connection.execute(
+                select(payment_batches.c.id, payment_batches.c.txid)
+                .where(payment_batches.c.status == "intent"))).all()
+        assert txid in node.rpc("getrawmempool")  # sent, not recorded as sent
         env.pop("MULTIPOOL_FAILPOINT")
         restarted = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         try:
             async with asyncio.timeout(60):
-                while True:
+                status = None
+                while status != "confirmed":
+                    if status == "broadcast":
+                        net.mine(1)
                     async with engine.connect() as connection:
                         status = (await connection.execute(
                             select(payment_batches.c.status)
-                            .where(payment_batches.c.id == at_intent[0]))).scalar()
-                    if status == "sent":
-                        break
-                    await asyncio.sleep(0.2)
+                            .where(payment_batches.c.id == batch_id))).scalar()
+                    await asyncio.sleep(0.3)
             await asyncio.sleep(1.5)  # three more payment runs: none may pay again
         finally:
             restarted.send_signal(signal.SIGTERM)
             _, stderr = restarted.communicate(timeout=30)
         assert restarted.returncode == 0, stderr[-2000:]
-        assert "reconciled batch" in stderr
+        assert f"batch {batch_id} confirmed" in stderr
         for address, amount in debts.items():
             assert received(node, address) == amount
         async with engine.connect() as connection:
             assert await bookkeeping.ledger_mismatches(connection) == []
-            batches = (await connection.execute(select(payment_batches.c.status))).scalars()
-            assert list(batches) == ["sent"]
+            batches = (await connection.execute(select(payment_batches.c.txid))).scalars()
+            assert list(batches) == [txid]
     finally:
         await engine.dispose()

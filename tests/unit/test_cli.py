@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from multipool.accounting import bookkeeping
+from multipool.accounting.database import create_engine
+from multipool.accounting.migrate import upgrade
+from multipool.accounting.schema import wallet_sends
 from multipool.cli.main import app
 from tests.unit.test_config import VALID
 
@@ -95,3 +101,38 @@ def test_payments_bad_config_names_file_and_key(tmp_path: Path):
     result = runner.invoke(app, ["payments", "run", "--coin", str(coin)])
     assert result.exit_code == 2
     assert "pool.min_payout" in result.output and "greater than 0" in result.output
+
+
+def test_payments_status_shows_unknown_sends_negative_accounts_and_ignore_tx(tmp_path: Path):
+    """A send the database does not know pauses payments with the txid and what to do;
+    a negative account is listed; ignore-tx refuses a malformed txid and resumes them."""
+    coin = tmp_path / "coin.toml"
+    coin.write_text(VALID)
+    txid = "ab" * 32
+
+    async def prepare() -> None:
+        engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+        await upgrade(engine)
+        async with engine.begin() as connection:
+            await bookkeeping.post(connection, address="", amount=-2260, kind="tx_fee")
+            await connection.execute(wallet_sends.insert().values(
+                txid=txid, seen=datetime(2026, 1, 1, tzinfo=UTC), amount=10**8,
+                status="unknown"))
+        await engine.dispose()
+    asyncio.run(prepare())
+    report = json.loads(runner.invoke(
+        app, ["payments", "status", "--coin", str(coin), "--json"]).stdout)
+    assert report["paused"] is True
+    assert txid in report["pause_reason"] and "adopt-tx" in report["pause_reason"]
+    assert report["unknown_sends"] == [{"txid": txid, "amount": 10**8,
+                                        "seen": "2026-01-01 00:00:00"}]
+    assert report["negative_accounts"] == [{"address": "", "amount": -2260}]
+    human = runner.invoke(app, ["payments", "status", "--coin", str(coin)]).output
+    assert "unknown wallet send" in human and "negative account" in human
+    bad = runner.invoke(app, ["payments", "ignore-tx", "--coin", str(coin), "xyz"])
+    assert bad.exit_code == 2 and "64 hex digits" in bad.output
+    ignored = runner.invoke(app, ["payments", "ignore-tx", "--coin", str(coin), txid.upper()])
+    assert ignored.exit_code == 0 and "ignored" in ignored.output
+    report = json.loads(runner.invoke(
+        app, ["payments", "status", "--coin", str(coin), "--json"]).stdout)
+    assert report["paused"] is False and report["unknown_sends"] == []

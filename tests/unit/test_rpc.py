@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -338,3 +339,63 @@ async def test_calls_outside_async_with_are_refused():
     daemon = DaemonClient("http://127.0.0.1:1/")
     with pytest.raises(RuntimeError, match="async with"):
         await daemon.getblockcount()
+
+
+async def test_amounts_are_exact_both_ways(server):
+    """Replies are parsed with parse_float=Decimal: 0.1 + 0.2 stays exact, a fee of
+    0.0000226 is 2260 units; Decimals in the params go out as strings."""
+    server.replies = [ok({"mine": {"trusted": 0.1, "immature": 0.2}}), ok("0" * 64)]
+    async with client(server, wallet="pool") as daemon:
+        balances = await daemon.getbalances()
+        await daemon.createrawtransaction([], [{"rltc1qxyz": Decimal("0.30000000")}])
+    trusted, immature = balances["mine"]["trusted"], balances["mine"]["immature"]
+    assert isinstance(trusted, Decimal) and trusted + immature == Decimal("0.3")
+    assert server.seen[1].payload["params"][1] == [{"rltc1qxyz": "0.30000000"}]
+
+
+async def test_bytes_sent_keep_the_decimal_digits(server):
+    async def raw(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert b'"0.00002260"' in body and b"2.26e-05" not in body
+        return web.json_response({"result": None, "error": None, "id": 1})
+    server.replies = [raw]
+    async with client(server) as daemon:
+        await daemon._call("test", [Decimal("0.00002260")])
+
+
+async def test_retry_deadline_stops_retries_and_cuts_the_timeout(caplog):
+    """Within retry_until, a refused connection is retried only up to the deadline, a
+    call that would wait past it is cut short, and none starts after it."""
+    url = f"http://127.0.0.1:{free_port()}/"
+    async with DaemonClient(url) as daemon:  # no retry_for: it would retry forever
+        began = asyncio.get_running_loop().time()
+        with DaemonClient.retry_until(time.monotonic() + 0.5), \
+                pytest.raises(DaemonUnavailable, match="cannot connect"):
+            await daemon.sendrawtransaction("00")
+        assert 0.4 < asyncio.get_running_loop().time() - began < 2.0
+        with DaemonClient.retry_until(time.monotonic() - 1), \
+                pytest.raises(DaemonUnavailable, match="deadline has passed"):
+            await daemon.getblockcount()
+
+
+async def test_retry_deadline_bounds_an_unanswered_call(hang_up):
+    """sendrawtransaction (safe to repeat) is retried after a lost answer, but never
+    past the deadline; the deadline binds only the task that set it."""
+    url, requests = hang_up
+    async with DaemonClient(url, user="u", password="p") as daemon:
+        began = time.monotonic()
+        with DaemonClient.retry_until(began + 0.6), pytest.raises(DaemonUnavailable):
+            await daemon.sendrawtransaction("00")
+        assert len(requests) > 1 and time.monotonic() - began < 2.0
+        with DaemonClient.retry_until(began + 0.1):
+            inner = DaemonClient.retry_until(began + 100)
+            with inner:  # an earlier deadline in force stays
+                with pytest.raises(DaemonUnavailable):
+                    await daemon.getblockcount()
+
+        async def other_task() -> None:
+            with pytest.raises(DaemonUnavailable, match="deadline has passed"):
+                await daemon.getblockcount()
+        with DaemonClient.retry_until(time.monotonic() - 1):
+            task = asyncio.create_task(other_task())  # copies the context: bound too
+        await task

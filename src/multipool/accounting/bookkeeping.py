@@ -5,6 +5,10 @@ balance update, so for every address ``balance == sum(ledger amounts)`` at all t
 :func:`ledger_mismatches` checks it. The pool fee, when no fee address is set, is booked
 under :data:`~multipool.accounting.rewards.POOL_FEE` ("") like any other account but is
 never paid out.
+
+A payment debits each recipient what its output pays (``payment``) and charges the
+network fee (``tx_fee``) to the fee account, or to the recipients when the miners pay it;
+a payment proven never to confirm gives both back (``payment_refund``, ``tx_fee_refund``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ POOL_FEE_CREDIT = "pool_fee"
 PAYMENT = "payment"
 PAYMENT_REFUND = "payment_refund"
 TX_FEE = "tx_fee"
+TX_FEE_REFUND = "tx_fee_refund"
 ADJUSTMENT = "adjustment"
 
 # Addresses per IN (...) list: far below every backend's limit on bound parameters.
@@ -111,3 +116,12 @@ async def ledger_mismatches(connection: AsyncConnection) -> list[Mismatch]:
     return [Mismatch(address, int(held.get(address) or 0), int(sums.get(address) or 0))
             for address in sorted(set(sums) | set(held))
             if int(held.get(address) or 0) != int(sums.get(address) or 0)]
+
+
+async def negative_balances(connection: AsyncConnection) -> list[tuple[str, int]]:
+    """Every account below zero (the fee account after fees it could not cover), for the
+    log and ``payments status``: no account goes negative unnoticed."""
+    rows = (await connection.execute(
+        select(balances.c.address, balances.c.amount).where(balances.c.amount < 0)
+        .order_by(balances.c.address))).all()
+    return [(str(address), int(amount)) for address, amount in rows]

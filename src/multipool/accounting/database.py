@@ -2,7 +2,9 @@
 
 Operators write plain URLs (``sqlite:///path``, ``postgresql://...``,
 ``mysql://...``/``mariadb://...``); the engine needs an asyncio driver, chosen here.
-SQLite runs in WAL mode so the web process can read while the engine writes.
+SQLite runs in WAL mode so the web process can read while the engine writes, with
+``synchronous=FULL``: every commit is on disk before it returns, so a power loss cannot
+roll back a committed payment intent that the wallet has already broadcast.
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ def spool_directory(config: CoinConfig) -> Path:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL sync is durable across process crashes
-    # (a kill -9 loses nothing committed) and only an OS crash may lose the last commits.
+    # WAL: readers never block the writer. FULL: the WAL is fsynced at every commit, so
+    # a commit survives a power loss too (NORMAL survives only a process crash, and the
+    # payment intent must not vanish after its transaction went out).
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()

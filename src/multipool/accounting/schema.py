@@ -19,10 +19,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
 )
-from sqlalchemy.dialects.mysql import DOUBLE
+from sqlalchemy.dialects.mysql import DOUBLE, MEDIUMTEXT
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -38,6 +39,9 @@ WORKER = 64
 # protocol hands it back with 6 significant digits (0.0009765625 read as 0.000976562),
 # which would change the PPLNS window and the weights on that backend alone.
 FLOAT64 = Float().with_variant(DOUBLE(asdecimal=False), "mysql", "mariadb")
+# A signed transaction in hex: up to 400,000 weight units is 200 KB of hex, more than
+# MySQL/MariaDB's TEXT (64 KB) holds.
+HEX = Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb")
 
 shares = Table(
     "shares", metadata,
@@ -102,7 +106,8 @@ ledger = Table(
     Column("address", String(ADDRESS), nullable=False),
     # Positive credits a balance, negative debits it.
     Column("amount", BigInteger, nullable=False),
-    # block_credit | pool_fee | payment | adjustment
+    # block_credit | pool_fee | payment | payment_refund | tx_fee | tx_fee_refund |
+    # adjustment (bookkeeping.py)
     Column("kind", String(16), nullable=False),
     Column("block_id", Integer, ForeignKey("blocks.id")),
     Column("batch_id", String(36), ForeignKey("payment_batches.id")),
@@ -112,24 +117,61 @@ ledger = Table(
 
 payment_batches = Table(
     "payment_batches", metadata,
-    # Written before any coin moves; the wallet comment carries it for reconciliation.
     Column("id", String(36), primary_key=True),
     Column("created", DateTime(timezone=True), nullable=False),
-    # intent -> sent | failed  (see payments.py)
+    # intent -> broadcast -> confirmed, or -> voiding -> failed (payments.py); "sent" is
+    # a batch paid by sendmany before revision 0004, final.
     Column("status", String(16), nullable=False),
+    # Known before anything is broadcast: the signed transaction and its id.
     Column("txid", String(64)),
     Column("total", BigInteger, nullable=False),
-    # The transaction fee the wallet paid, and when the batch reached sent or failed.
+    # The network fee, and when the batch reached a final state.
     Column("fee", BigInteger),
     Column("finished", DateTime(timezone=True)),
     Column("error", String(200)),
+    Column("raw_tx", HEX),
+    # "pool": the fee is charged to fee_account; "miners": shared by the recipients.
+    Column("fee_mode", String(8)),
+    Column("fee_account", String(ADDRESS)),
+    # Depth of txid when last looked at (negative: conflicted that deep).
+    Column("confirmations", Integer),
+    # Earlier txids of this batch (a fee bump replaced them), comma-separated.
+    Column("replaced", Text),
+    # The transaction that spends one input of an abandoned payment back to the wallet,
+    # recorded before it is broadcast; its burial proves the payment can never confirm.
+    Column("void_txid", String(64)),
+    Column("void_tx", HEX),
+    Column("void_fee", BigInteger),
 )
 
 payments = Table(
     "payments", metadata,
     Column("batch_id", String(36), ForeignKey("payment_batches.id"), primary_key=True),
     Column("address", String(ADDRESS), primary_key=True),
+    # What the transaction pays the address, and its share of the network fee when the
+    # miners pay it; the balance was debited by the sum.
     Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+payment_inputs = Table(
+    "payment_inputs", metadata,
+    # The wallet coins a batch's transaction spends: locked while the batch is open.
+    Column("batch_id", String(36), ForeignKey("payment_batches.id"), primary_key=True),
+    Column("txid", String(64), primary_key=True),
+    Column("vout", Integer, primary_key=True, autoincrement=False),
+    Index(None, "txid", "vout"),
+)
+
+wallet_sends = Table(
+    "wallet_sends", metadata,
+    # Sends of the pool wallet that no batch explains: payments pause while one is
+    # "unknown"; the operator marks it "ignored" (not owed to miners) or "adopted".
+    Column("txid", String(64), primary_key=True),
+    Column("seen", DateTime(timezone=True), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("note", String(200)),
 )
 
 locks = Table(
@@ -137,6 +179,8 @@ locks = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(100), nullable=False),
     Column("expires", DateTime(timezone=True), nullable=False),
+    # Fencing token: grows on every acquisition, checked by every write of the holder.
+    Column("token", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 spool_progress = Table(

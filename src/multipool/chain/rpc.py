@@ -3,6 +3,16 @@
 One explicit method per RPC, so type checkers see them all; they share :meth:`_call`,
 which retries what is worth retrying (warm-up, a full work queue, connection trouble)
 with capped exponential backoff and raises :class:`DaemonError` only for real errors.
+
+Amounts are exact both ways: replies are parsed with ``parse_float=Decimal`` (a daemon's
+``0.1`` is ``Decimal("0.1")``, never the float nearest to it), and a Decimal in the
+params goes out as a JSON string, which the daemons parse exactly. A caller that wants a
+float (difficulty, verification progress) converts it itself.
+
+A caller may bound every retry of the calls it makes with :meth:`DaemonClient.retry_until`
+(a monotonic deadline, kept in a context variable so that it binds only the task that set
+it): the payment run passes its lock's expiry, so no payment call is retried, or still
+waiting for an answer, once another run could have taken the lock over.
 """
 
 from __future__ import annotations
@@ -10,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +36,35 @@ import aiohttp
 from multipool.errors import ConfigError, PoolError
 
 RPC_IN_WARMUP = -28
+
+# The monotonic time after which no call of the current task is started or retried.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "multipool_rpc_deadline", default=None)
+
+
+def _json_default(value: object) -> str:
+    """Decimals go out as strings: the daemons parse "0.10000000" exactly."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    raise TypeError(f"cannot send {type(value).__name__} to the daemon: {value!r}")
+
+
+def dumps(payload: object) -> str:
+    """Given a JSON-RPC payload, return its JSON text with Decimals as exact strings.
+
+    >>> dumps({"params": [Decimal("0.10000000")]})
+    '{"params": ["0.10000000"]}'
+    """
+    return json.dumps(payload, default=_json_default)
+
+
+def loads(body: bytes | str) -> Any:
+    """Given a daemon's JSON text, return it with every non-integer number a Decimal.
+
+    >>> loads('{"fee": 0.0000226}')["fee"]
+    Decimal('0.0000226')
+    """
+    return json.loads(body, parse_float=Decimal)
 
 
 class DaemonError(PoolError):
@@ -115,6 +156,21 @@ class DaemonClient:
         self._failing_since: float | None = None
         self._last_warning: float | None = None
 
+    @staticmethod
+    @contextlib.contextmanager
+    def retry_until(deadline: float | None) -> Iterator[None]:
+        """Within the ``with`` block, no call of this task (on any client) is started,
+        retried or waited for past ``deadline`` (a ``time.monotonic()`` value): it raises
+        :class:`DaemonUnavailable` instead. An earlier deadline already in force stays."""
+        current = _DEADLINE.get()
+        if deadline is not None and current is not None:
+            deadline = min(deadline, current)
+        token = _DEADLINE.set(deadline if deadline is not None else current)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
     def __repr__(self) -> str:
         who = f"cookie_file={str(self._cookie_file)!r}" if self._cookie_file else (
             f"user={self._login!r}" if self._login is not None else "no auth")
@@ -136,11 +192,21 @@ class DaemonClient:
         warm-up and connection failures until ``retry_for`` runs out."""
         url = self.wallet_url if wallet and self.wallet_url else self.url
         started, delay = time.monotonic(), self.FIRST_DELAY
+        deadline = _DEADLINE.get()
+        last: _Retryable | None = None
         while True:
+            limit = timeout or self.timeout
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    why = f": {last}" if last is not None else ""
+                    raise DaemonUnavailable(
+                        f"not sent again: the caller's deadline has passed (daemon at "
+                        f"{self.url}{why})", method=method)
+                limit = min(limit, left)
             try:
                 try:
-                    result = await self._post(url, method, params, timeout or self.timeout,
-                                              longpoll)
+                    result = await self._post(url, method, params, limit, longpoll)
                 except _Unauthorized:
                     # The cookie is rewritten on every daemon restart: read it again, and
                     # try again only if it changed.
@@ -151,17 +217,22 @@ class DaemonClient:
                     raise DaemonAuthError(f"the daemon at {self.url} rejected the credentials "
                                           f"(HTTP 401): check {source}", method=method) from None
             except _Retryable as exc:
+                last = exc
                 if exc.sent and not idempotent:
                     raise DaemonOutcomeUnknown(
                         f"{exc}; the daemon may have executed the call: check before "
                         "trying again", method=method) from exc
-                elapsed = time.monotonic() - started
-                if self.retry_for is not None and elapsed >= self.retry_for:
+                now = time.monotonic()
+                elapsed = now - started
+                if ((self.retry_for is not None and elapsed >= self.retry_for)
+                        or (deadline is not None and now >= deadline)):
                     raise DaemonUnavailable(f"daemon at {self.url} not available after "
                                             f"{elapsed:.1f}s: {exc}", method=method) from exc
                 self._note_failure(method, exc)
                 if self.retry_for is not None:
                     delay = min(delay, self.retry_for - elapsed)
+                if deadline is not None:
+                    delay = min(delay, deadline - now)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.MAX_DELAY)
                 continue
@@ -185,8 +256,10 @@ class DaemonClient:
                  if longpoll else aiohttp.ClientTimeout(total=timeout))
         try:
             async with contextlib.nullcontext() if longpoll else self._semaphore:
-                headers = {"Authorization": self._auth} if self._auth else None
-                async with self._session.post(url, json=payload, headers=headers,
+                headers = {"Content-Type": "application/json"}
+                if self._auth:
+                    headers["Authorization"] = self._auth
+                async with self._session.post(url, data=dumps(payload), headers=headers,
                                               timeout=limit) as response:
                     status, body = response.status, await response.read()
         except aiohttp.ClientConnectorError as exc:  # nothing was sent
@@ -203,7 +276,7 @@ class DaemonClient:
         if status == 503:  # bitcoind's work queue is full: the call was not run
             raise _Retryable("daemon work queue full (HTTP 503)", sent=False)
         try:
-            reply = json.loads(body)
+            reply = loads(body)
         except ValueError:
             reply = None
         if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
@@ -336,21 +409,84 @@ class DaemonClient:
         return await self._call("sendtoaddress", [address, value], wallet=True,
                                 idempotent=False)
 
-    async def sendmany(self, amounts: dict[str, Decimal], comment: str) -> str:
-        """Given {address: coins} and a wallet comment, pay them all in one transaction;
-        return its txid. Never retried once sent; :class:`DaemonOutcomeUnknown` when the
-        answer was lost, so the caller must look for the comment in the wallet."""
-        values = {address: format(amount, "f") for address, amount in amounts.items()}
-        return await self._call("sendmany", ["", values, 1, comment], wallet=True,
-                                idempotent=False)
+    async def listunspent(self, minconf: int = 1) -> list[dict[str, Any]]:
+        """Given a depth, return the wallet's spendable coins at least that deep and not
+        locked (MWEB coins come without ``vout`` and ``scriptPubKey``)."""
+        return await self._call("listunspent", [minconf, 9999999], wallet=True)
 
-    async def listtransactions(self, count: int = 100, skip: int = 0) -> list[dict[str, Any]]:
-        """Return ``count`` wallet transaction entries, newest last, after skipping the
-        ``skip`` newest; each carries the wallet comment of its send, if any."""
-        return await self._call("listtransactions", ["*", count, skip], wallet=True)
+    async def createrawtransaction(self, inputs: list[dict[str, Any]],
+                                   outputs: list[dict[str, Decimal]], *,
+                                   replaceable: bool = True) -> str:
+        """Given inputs ``{"txid", "vout"}`` and outputs ``{address: coins}`` in order,
+        return the unsigned transaction's hex (BIP125-replaceable by default, so that an
+        operator can bump its fee). Pure: nothing is stored or sent."""
+        return await self._call("createrawtransaction", [inputs, outputs, 0, replaceable])
+
+    async def fundrawtransaction(self, hex_tx: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Given a raw transaction and fundrawtransaction's options, return ``hex``,
+        ``fee`` and ``changepos``. With ``lockUnspents`` the chosen coins are locked in the
+        wallet's memory; a repeated call only locks again (released on the next payment
+        run), so it is retried like a read."""
+        return await self._call("fundrawtransaction", [hex_tx, options], wallet=True)
+
+    async def signrawtransactionwithwallet(self, hex_tx: str) -> dict[str, Any]:
+        """Given a raw transaction, return ``hex`` signed with the wallet's keys and
+        ``complete``. Nothing is stored or sent."""
+        return await self._call("signrawtransactionwithwallet", [hex_tx], wallet=True)
+
+    async def decoderawtransaction(self, hex_tx: str) -> dict[str, Any]:
+        """Given a raw transaction, return it decoded (txid, vsize, vin, vout)."""
+        return await self._call("decoderawtransaction", [hex_tx])
+
+    async def sendrawtransaction(self, hex_tx: str) -> str:
+        """Given a signed transaction, hand it to the node (mempool and relay); return its
+        txid. The same bytes can only ever be one transaction, so a repeated call is
+        harmless (-27 "already in block chain", or "txn-already-known") and the call is
+        retried after a lost answer too."""
+        return await self._call("sendrawtransaction", [hex_tx])
+
+    async def lockunspent(self, unlock: bool, outputs: list[dict[str, Any]]) -> bool:
+        """Given unlock (True) or lock (False) and outputs ``{"txid", "vout"}``, change the
+        wallet's in-memory locks (lost when the daemon restarts)."""
+        return await self._call("lockunspent", [unlock, outputs], wallet=True)
+
+    async def listlockunspent(self) -> list[dict[str, Any]]:
+        """Return the outputs the wallet holds locked."""
+        return await self._call("listlockunspent", [], wallet=True)
+
+    async def getmempoolentry(self, txid: str) -> dict[str, Any]:
+        """Given a txid, return its mempool entry; -5 when it is not in the mempool."""
+        return await self._call("getmempoolentry", [txid])
+
+    async def gettxout(self, txid: str, vout: int, include_mempool: bool = True) -> Any:
+        """Given an outpoint, return the unspent output (value, scriptPubKey,
+        confirmations), or None when it is spent (or never existed)."""
+        return await self._call("gettxout", [txid, vout, include_mempool])
+
+    async def estimatesmartfee(self, conf_target: int) -> dict[str, Any]:
+        """Given a target in blocks, return ``feerate`` (coins per 1000 vbytes) or
+        ``errors`` when the node has no estimate yet (always so in regtest)."""
+        return await self._call("estimatesmartfee", [conf_target])
+
+    async def getmempoolinfo(self) -> dict[str, Any]:
+        """Return the mempool's size and its minimum fee rates (mempoolminfee,
+        minrelaytxfee, in coins per 1000 vbytes)."""
+        return await self._call("getmempoolinfo", [])
+
+    async def getrawchangeaddress(self) -> str:
+        """Return a new change address of the wallet."""
+        return await self._call("getrawchangeaddress", [], wallet=True)
+
+    async def listsinceblock(self, block_hash: str | None = None) -> dict[str, Any]:
+        """Given a block hash (None: the whole history), return the wallet's transaction
+        entries in blocks after it and in the mempool, and ``lastblock``, the tip."""
+        params: list[Any] = [] if block_hash is None else [block_hash]
+        return await self._call("listsinceblock", params, wallet=True)
 
     async def gettransaction(self, txid: str) -> dict[str, Any]:
-        """Given a txid of the wallet, return its details (fee, confirmations, comment)."""
+        """Given a txid of the wallet, return its details (fee, confirmations negative
+        when conflicted, ``walletconflicts``, ``replaced_by_txid``, ``hex``); -5 when the
+        wallet does not know it."""
         return await self._call("gettransaction", [txid], wallet=True)
 
     async def getbalances(self) -> dict[str, Any]:
