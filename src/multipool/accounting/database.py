@@ -2,7 +2,8 @@
 
 Operators write plain URLs (``sqlite:///path``, ``postgresql://...``,
 ``mysql://...``/``mariadb://...``); the engine needs an asyncio driver, chosen here.
-SQLite runs in WAL mode so the web process can read while the engine writes.
+SQLite runs in WAL mode so the web process can read while the engine writes, with
+``synchronous=FULL`` so a commit survives a power cut.
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ def spool_directory(config: CoinConfig) -> Path:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer; NORMAL sync is durable across process crashes
-    # (a kill -9 loses nothing committed) and only an OS crash may lose the last commits.
+    # WAL: readers never block the writer. FULL: every commit is fsynced before it
+    # returns, so a commit survives a power cut or an OS crash, not only a kill -9
+    # (NORMAL may lose the last commits then): a payment intent, a block candidate
+    # written before submitblock, or a credit must not roll back once acted on.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
