@@ -58,6 +58,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from multipool.accounting.database import SQLITE_BUSY_TIMEOUT_MS
 from multipool.accounting.schema import blocks, shares, spool_progress
 from multipool.accounting.spool import Quarantine, ShareSpool
 from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareRecord, ShareSink
@@ -201,6 +202,9 @@ class ShareWriter(ShareSink):
     # spool instead, and how long its own database write may take (then: the spool).
     CANDIDATE_LOCK_WAIT = 0.2
     CANDIDATE_TIMEOUT = 1.0
+    # On SQLite, how much longer than its own busy timeout a transaction is given before
+    # it is abandoned (only a stalled disk gets there).
+    SQLITE_SLACK = 2.0
 
     def __init__(self, *, engine: AsyncEngine, spool_dir: str | Path,
                  batch_size: int = 500, flush_interval: float = 1.0,
@@ -572,10 +576,17 @@ class ShareWriter(ShareSink):
                        ) -> tuple[_Outcome, BaseException | None, T | None]:
         """Run ``work`` in one transaction, abandoned after ``timeout`` seconds; return
         the outcome, the error and the result. Errors other than the database's or the
-        rows' (bugs) are raised."""
-        task = asyncio.ensure_future(self._in_transaction(work))
+        rows' (bugs) are raised.
+
+        On SQLite the wait for another connection's lock is bounded by SQLite itself
+        (its busy timeout set to ``timeout`` for this transaction), which fails the
+        statement cleanly; the task is abandoned only a little later, should the disk
+        itself stall."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        task = asyncio.ensure_future(self._in_transaction(work, timeout if sqlite else None))
         try:
-            done, _ = await asyncio.wait({task}, timeout=timeout)
+            done, _ = await asyncio.wait(
+                {task}, timeout=timeout + self.SQLITE_SLACK if sqlite else timeout)
         except asyncio.CancelledError:
             self._abandon(task)
             raise
@@ -589,12 +600,46 @@ class ShareWriter(ShareSink):
         if refuses_rows(error):
             return _Outcome.REFUSED, error, None
         if isinstance(error, SQLAlchemyError | OSError | ConnectionError | TimeoutError):
+            if sqlite and "locked" in str(error):
+                self.timeouts += 1
             return _Outcome.FAILED, error, None
         raise error
 
-    async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        async with self.engine.begin() as connection:
-            return await work(connection)
+    async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[T]],
+                              sqlite_busy: float | None = None) -> T:
+        connection = await self.engine.connect()
+        try:
+            await connection.begin()
+            if sqlite_busy is not None:
+                # pysqlite sends no BEGIN before a PRAGMA: it applies at once.
+                await connection.exec_driver_sql(
+                    f"PRAGMA busy_timeout={max(1, int(sqlite_busy * 1000))}")
+            result = await work(connection)
+            await connection.commit()
+        except asyncio.CancelledError:
+            # Abandoned (deadline or shutdown) while the driver may still be busy.
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                if self.engine.dialect.name == "sqlite":
+                    # No server to hang: the statement in flight ends within the busy
+                    # timeout and the rollback queued behind it frees the write lock.
+                    await connection.rollback()
+                else:
+                    # A rollback could hang as long as the server does: the connection
+                    # is dropped instead, and the server rolls back what it had not
+                    # committed.
+                    await connection.invalidate()
+            raise
+        except BaseException:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                await connection.rollback()
+            raise
+        finally:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                if sqlite_busy is not None and not connection.invalidated:
+                    await connection.exec_driver_sql(
+                        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                await connection.close()
+        return result
 
     def _abandon(self, task: asyncio.Future[Any]) -> None:
         """Give up on a transaction that hangs: cancel it and let it end on its own (its
