@@ -42,6 +42,7 @@ from multipool.chain.coinbase import read_coinbase
 from multipool.chain.header import HEADER_SIZE, parse_header
 from multipool.chain.pow import SHA256D_DIFF1_TARGET, bits_to_target
 from multipool.chain.serialize import hex_to_bytes
+from multipool.errors import SerializationError
 
 WATERMARK = "chain_scanned_height"
 # About 1.7 days of Litecoin, 17 hours of Dogecoin, a week of Bitcoin: a first scan reads
@@ -128,8 +129,14 @@ class ChainReconciler:
         for height, hash_hex in hashes.items():
             if hash_hex in known:
                 continue
-            raw = hex_to_bytes(await self.daemon.getblock(hash_hex, 0), "block")
-            coinbase = read_coinbase(raw)
+            try:
+                raw = hex_to_bytes(await self.daemon.getblock(hash_hex, 0), "block")
+                coinbase = read_coinbase(raw)
+            except (SerializationError, ValueError) as exc:
+                # Not a block the pool built (those always read back): logged, passed.
+                self.logger.warning("block %d %s cannot be read (%s): not the pool's",
+                                    height, hash_hex, exc)
+                continue
             if coinbase.carries(self.pool_tag) and coinbase.paid_to(self.payout_script) > 0:
                 missing.append((height, hash_hex, raw))
         found: list[FoundBlock] = []
