@@ -126,14 +126,16 @@ class BlockSubmissions:
             time=found_at, height=template.height, hash_hex=candidate.hash_hex,
             address=candidate.address, worker=candidate.worker,
             reward=template.coinbase_value, network_difficulty=network_difficulty))
-        self.durable_seconds.append(time.perf_counter() - started)
+        stored = time.perf_counter() - started
+        self.durable_seconds.append(stored)
         failpoint("block:after_candidate")
         result = await self.submitter.submit_block(candidate.block, candidate.hash_hex)
         failpoint("block:after_submit")
         accepted = result is None
         if accepted:
-            self.logger.info("block %d %s accepted by the daemon", template.height,
-                             candidate.hash_hex)
+            self.logger.info("block %d %s accepted by the daemon (stored %.1f ms before "
+                             "submission)", template.height, candidate.hash_hex,
+                             stored * 1000)
         else:
             self.logger.error("block %d %s rejected by the daemon: %s", template.height,
                               candidate.hash_hex, result)
