@@ -98,3 +98,19 @@ async def test_candidate_is_stored_before_it_is_submitted():
     assert events == ["store begins", "stored", "submit", "verdict"]
     assert sink.candidates[0].hash_hex == sink.blocks[0].hash_hex
     assert len(blocks.durable_seconds) == 1 and blocks.durable_seconds[0] >= 0.05
+
+
+async def test_block_is_submitted_even_when_its_candidate_cannot_be_recorded(caplog):
+    class BrokenSink(MemoryShareSink):
+        async def record_candidate(self, candidate):
+            raise RuntimeError("a bug in the sink")
+
+    submitter, sink = SlowSubmitter([None]), BrokenSink()
+    blocks = BlockSubmissions(submitter=submitter, sink=sink, on_submitted=lambda: None,
+                              logger=logging.getLogger("test"))
+    job = job_for(FakeTemplateDaemon())
+    with caplog.at_level(logging.ERROR):
+        blocks.found(job, headers(job, 1)[0], bytes(8), "addr", "w")
+        await blocks.wait()
+    assert len(submitter.submitted) == 1 and sink.blocks[0].accepted
+    assert "could not be recorded" in caplog.text and "a bug in the sink" in caplog.text

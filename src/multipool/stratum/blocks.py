@@ -122,10 +122,17 @@ class BlockSubmissions:
         # getmininginfo and explorers show it.
         network_difficulty = SHA256D_DIFF1_TARGET / template.target
         started = time.perf_counter()
-        await self.sink.record_candidate(BlockCandidate(
-            time=found_at, height=template.height, hash_hex=candidate.hash_hex,
-            address=candidate.address, worker=candidate.worker,
-            reward=template.coinbase_value, network_difficulty=network_difficulty))
+        try:
+            await self.sink.record_candidate(BlockCandidate(
+                time=found_at, height=template.height, hash_hex=candidate.hash_hex,
+                address=candidate.address, worker=candidate.worker,
+                reward=template.coinbase_value, network_difficulty=network_difficulty))
+        except Exception:
+            # The one place where any failure is caught: a block left unsubmitted is
+            # lost for good, an unrecorded one is found on the chain at the next start.
+            # Logged with its traceback, then submitted.
+            self.logger.exception("block candidate %d %s could not be recorded; "
+                                  "submitting it anyway", template.height, candidate.hash_hex)
         stored = time.perf_counter() - started
         self.durable_seconds.append(stored)
         failpoint("block:after_candidate")
