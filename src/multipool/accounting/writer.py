@@ -607,13 +607,15 @@ class ShareWriter(ShareSink):
 
     async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[T]],
                               sqlite_busy: float | None = None) -> T:
+        busy_ms = None if sqlite_busy is None else max(1, int(sqlite_busy * 1000))
+        if busy_ms == SQLITE_BUSY_TIMEOUT_MS:
+            busy_ms = None  # the connection's own already (two statements saved a batch)
         connection = await self.engine.connect()
         try:
             await connection.begin()
-            if sqlite_busy is not None:
+            if busy_ms is not None:
                 # pysqlite sends no BEGIN before a PRAGMA: it applies at once.
-                await connection.exec_driver_sql(
-                    f"PRAGMA busy_timeout={max(1, int(sqlite_busy * 1000))}")
+                await connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
             result = await work(connection)
             await connection.commit()
         except asyncio.CancelledError:
@@ -635,7 +637,7 @@ class ShareWriter(ShareSink):
             raise
         finally:
             with contextlib.suppress(SQLAlchemyError, OSError):
-                if sqlite_busy is not None and not connection.invalidated:
+                if busy_ms is not None and not connection.invalidated:
                     await connection.exec_driver_sql(
                         f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
                 await connection.close()
