@@ -9,14 +9,12 @@ from multipool.testdb on loopback), each through two paths:
 
 Every path starts on an empty database, and the row count is checked afterwards.
 Durability is as the servers are set up: the throwaway servers run without fsync
-(multipool.testdb), SQLite runs as multipool sets it up (WAL, synchronous=FULL: the WAL
-is fsynced at every commit). The backend ``sqlite-normal`` is the same file database with
-``synchronous=NORMAL`` (no fsync per commit, multipool's setting before), to show what
-FULL costs. The server figures are what the client side and the database engine cost,
-not the disk.
+(multipool.testdb), SQLite runs as multipool sets it up (WAL, synchronous=FULL: one fsync
+per commit). ``--sqlite-normal`` adds the same SQLite rows with synchronous=NORMAL (no
+fsync per commit), measured in the same run, to show what FULL costs.
 
 Run: .venv/bin/python bench/share_inserts.py [--rows N] [--batch B]
-     [--backends sqlite,sqlite-normal,postgresql,mariadb]
+     [--backends sqlite,postgresql,mariadb] [--sqlite-normal]
 """
 
 from __future__ import annotations
@@ -41,8 +39,7 @@ from multipool.accounting.writer import ShareWriter, share_row, write_rows
 from multipool.stratum.sink import ShareRecord
 from multipool.testdb import MariaDBServer, PostgresServer
 
-BACKENDS = ("sqlite", "sqlite-normal", "postgresql", "mariadb")
-NORMAL = "-normal"  # in a SQLite file name: run it with synchronous=NORMAL
+BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
 def make_shares(count: int) -> list[ShareRecord]:
@@ -53,14 +50,19 @@ def make_shares(count: int) -> list[ShareRecord]:
             for i in range(count)]
 
 
-def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.cursor().execute("PRAGMA synchronous=NORMAL")
+# SQLite's synchronous setting for the engines made next (None: multipool's own, FULL).
+SQLITE_SYNC: list[str | None] = [None]
 
 
 async def fresh_engine(url: str):
     engine = create_engine(url)
-    if NORMAL in url:  # after multipool's own pragmas, which set FULL
-        event.listen(engine.sync_engine, "connect", _synchronous_normal)
+    sync = SQLITE_SYNC[0]
+    if sync is not None and engine.dialect.name == "sqlite":
+        def pragma(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA synchronous={sync}")  # after multipool's own
+            cursor.close()
+        event.listen(engine.sync_engine, "connect", pragma)
     await upgrade(engine)
     return engine
 
@@ -108,9 +110,8 @@ async def through_flush(url: str, records: list[ShareRecord], batch: int,
 @contextlib.contextmanager
 def database(backend: str, workdir: Path) -> Iterator[tuple[Callable[[str], str], str]]:
     """Yield (a function that creates a database and returns its URL, server version)."""
-    if backend.startswith("sqlite"):
-        suffix = NORMAL if backend == "sqlite-normal" else ""
-        yield (lambda name: f"sqlite:///{workdir / name}{suffix}.db"), sqlite3.sqlite_version
+    if backend == "sqlite":
+        yield (lambda name: f"sqlite:///{workdir / name}.db"), sqlite3.sqlite_version
     elif backend == "postgresql":
         with PostgresServer() as pg:
             yield pg.create_database, pg.psql("SHOW server_version").strip()
@@ -119,7 +120,7 @@ def database(backend: str, workdir: Path) -> Iterator[tuple[Callable[[str], str]
             yield db.create_database, db.sql("SELECT VERSION()").strip()
 
 
-async def measure(backends: list[str], rows: int, batch: int
+async def measure(backends: list[str], rows: int, batch: int, sqlite_normal: bool
                   ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     records = make_shares(rows)
     table: list[dict[str, Any]] = []
@@ -127,18 +128,28 @@ async def measure(backends: list[str], rows: int, batch: int
     with tempfile.TemporaryDirectory(prefix="multipool-bench-") as tmp:
         workdir = Path(tmp)
         for backend in backends:
+            syncs: list[str | None] = [None]
+            if backend == "sqlite" and sqlite_normal:
+                syncs = [None, "NORMAL"]
             with database(backend, workdir) as (create, version):
                 versions[backend] = version
                 for path in ("write_rows", "ShareWriter.flush"):
-                    url = create(f"bench_{path.split('.')[-1]}")
-                    if path == "write_rows":
-                        seconds = await through_write_rows(url, records, batch)
-                    else:
-                        seconds = await through_flush(url, records, batch,
-                                                      workdir / f"spool-{backend}")
-                    table.append({"backend": backend, "path": f"{path}, batches of {batch}",
-                                  "rows": rows, "seconds": round(seconds, 2),
-                                  "rows/s": rows / seconds})
+                    for sync in syncs:
+                        SQLITE_SYNC[0] = sync
+                        label = f"{backend} (synchronous={sync or 'FULL'})" \
+                            if backend == "sqlite" else backend
+                        url = create(f"bench_{path.split('.')[-1]}_{sync or 'full'}")
+                        if path == "write_rows":
+                            seconds = await through_write_rows(url, records, batch)
+                        else:
+                            seconds = await through_flush(
+                                url, records, batch,
+                                workdir / f"spool-{backend}-{sync or 'full'}")
+                        table.append({"backend": label,
+                                      "path": f"{path}, batches of {batch}",
+                                      "rows": rows, "seconds": round(seconds, 2),
+                                      "rows/s": rows / seconds})
+    SQLITE_SYNC[0] = None
     return table, versions
 
 
@@ -148,12 +159,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="rows per transaction")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         help="comma-separated, of " + ", ".join(BACKENDS))
+    parser.add_argument("--sqlite-normal", action="store_true",
+                        help="also SQLite with synchronous=NORMAL, in the same run")
     args = parser.parse_args()
     backends = args.backends.split(",")
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
-    table, versions = asyncio.run(measure(backends, args.rows, args.batch))
+    table, versions = asyncio.run(measure(backends, args.rows, args.batch,
+                                          args.sqlite_normal))
     report("share_inserts", "Share inserts per database", table,
            {"rows_per_path": args.rows, "batch": args.batch, "versions": versions})
 

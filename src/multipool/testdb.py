@@ -29,7 +29,8 @@ because pytest's ``tmp_path`` (mode 0700, owned by root) cannot be entered by th
 
 Durability is off (PostgreSQL ``fsync=off``, ``full_page_writes=off``; ``initdb -N``;
 MariaDB ``--innodb-flush-log-at-trx-commit=0``): a crash loses the data, which is thrown
-away anyway.
+away anyway. ``durable=True`` keeps each server's own defaults (every commit flushed to
+disk), for benchmarks that measure what durability costs.
 
 Measured on the development VM (Debian 12, 2 CPUs, PostgreSQL 15, MariaDB 10.11, as
 root, three runs each): PostgreSQL start 0.96-1.03 s (initdb ~0.85 s of it), stop 0.13 s;
@@ -176,7 +177,8 @@ class PostgresServer:
     """
 
     def __init__(self, *, bin_dir: str | Path | None = None,
-                 start_timeout: float = START_TIMEOUT, password_auth: bool = False):
+                 start_timeout: float = START_TIMEOUT, password_auth: bool = False,
+                 durable: bool = False):
         found = Path(bin_dir) if bin_dir else find_pg_bin()
         if found is None:
             raise FileNotFoundError("PostgreSQL not found under /usr/lib/postgresql/*/bin: "
@@ -184,6 +186,7 @@ class PostgresServer:
         self.bin_dir = found
         self.start_timeout = start_timeout
         self.password_auth = password_auth
+        self.durable = durable
         self.host = "127.0.0.1"
         self.user = PG_USER
         self.port = 0
@@ -256,8 +259,9 @@ class PostgresServer:
     def _pg_ctl_start(self) -> None:
         """Start the postmaster on the existing cluster and ``self.port``; wait for it."""
         assert self.tmpdir is not None
-        options = (f"-p {self.port} -k {self.tmpdir} -c listen_addresses={self.host}"
-                   " -c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+        options = f"-p {self.port} -k {self.tmpdir} -c listen_addresses={self.host}"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         try:
             _run(self._as_owner("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile),
                                 "-w", "-t", str(int(self.start_timeout)), "-o", options,
@@ -384,13 +388,14 @@ class MariaDBServer:
     privilege, 127.0.0.1 only. A context manager; or :meth:`start` and :meth:`stop`;
     :meth:`stop_server` and :meth:`start_server` make an outage in between."""
 
-    def __init__(self, *, start_timeout: float = START_TIMEOUT):
+    def __init__(self, *, start_timeout: float = START_TIMEOUT, durable: bool = False):
         found = find_mariadb()
         if found is None:
             raise FileNotFoundError("MariaDB not found (need " + ", ".join(MARIADB_TOOLS)
                                     + "): install the mariadb-server package")
         self.tools = found
         self.start_timeout = start_timeout
+        self.durable = durable
         self.host = "127.0.0.1"
         self.user = MARIADB_USER
         self.password = secrets.token_hex(16)
@@ -463,7 +468,8 @@ class MariaDBServer:
                 [self.tools["mariadbd"], "--no-defaults", f"--datadir={self.datadir}",
                  f"--socket={self.socket_path}", f"--port={self.port}",
                  f"--bind-address={self.host}", f"--pid-file={self.tmpdir}/mariadbd.pid",
-                 "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0",
+                 "--skip-name-resolve",
+                 f"--innodb-flush-log-at-trx-commit={1 if self.durable else 0}",
                  "--innodb-buffer-pool-size=32M", *root],
                 cwd=self.tmpdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 

@@ -1,10 +1,14 @@
 """Blocks the pool finds are persisted and followed to confirmed or orphaned on the
-real litecoind; an orphan is made with invalidateblock, as a reorganisation would."""
+real litecoind; an orphan is made with invalidateblock, as a reorganisation would. The
+PROP test records real chain blocks as the pool's through the share writer (a miner
+would need seconds of luck to find each one at a chosen moment)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -18,9 +22,11 @@ from multipool.accounting.schema import balances, block_rewards, blocks, ledger,
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.chain.rpc import DaemonClient
+from multipool.config import to_units
 from multipool.devnet import RegtestNetwork, free_port, regtest_coin_config
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
+from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareRecord
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +152,73 @@ async def test_tracker_waits_out_a_daemon_restart(net: RegtestNetwork, tmp_path:
         assert held == {address: 4_950_000_000, "": 50_000_000}  # solo: finder less 1 %
     finally:
         await database.dispose()
+
+
+def coinbase_value(node, hash_hex: str) -> int:
+    coinbase = node.rpc("getblock", hash_hex, 2)["tx"][0]
+    return sum(to_units(Decimal(str(out["value"])), 8) for out in coinbase["vout"])
+
+
+async def record_found_block(writer: ShareWriter, node, hash_hex: str) -> None:
+    """Record a real chain block as the pool's: its candidate, then the accepted verdict."""
+    header = node.rpc("getblockheader", hash_hex)
+    found = dict(time=time.time(), height=header["height"], hash_hex=hash_hex,
+                 address="finder", worker="rig", reward=coinbase_value(node, hash_hex),
+                 network_difficulty=header["difficulty"])
+    await writer.record_candidate(BlockCandidate(**found))
+    writer.record_block(BlockRecord(**found, accepted=True, result=None))
+    await writer.flush()
+
+
+async def test_prop_round_after_an_orphan_takes_the_orphans_shares(
+        net: RegtestNetwork, database_url: str, tmp_path: Path):
+    """PROP on each database with a real orphan: block A is split (alice's shares), then
+    the daemon drops it (invalidateblock) and block B replaces it at the same height with
+    bob's shares after it. The tracker refreshes A to orphaned before it splits B, so B's
+    round is every share since the last block that stands: alice's and bob's."""
+    node = net.nodes[0]
+    database = create_engine(database_url)
+    await upgrade(database)
+    writer = ShareWriter(engine=database, spool_dir=tmp_path / "spool")
+    policy = RewardPolicy(scheme="prop", fee_percent=1.0)
+    try:
+        async with DaemonClient(node.rpc_url, user=node.rpc_user,
+                                password=node.rpc_password) as daemon:
+            tracker = BlockTracker(engine=database, daemon=daemon, policy=policy)
+            height = node.rpc("getblockcount") + 1
+            for _ in range(10):
+                writer.record_share(miner_share("alice", height))
+            block_a = node.rpc("generatetoaddress", 1, node.rpc("getnewaddress",
+                                                                wallet="pool"))[0]
+            await record_found_block(writer, node, block_a)
+            assert (await tracker.check())["orphaned"] == 0  # A split: alice's round
+
+            node.rpc("invalidateblock", block_a)
+            for _ in range(5):
+                writer.record_share(miner_share("bob", height))
+            block_b = node.rpc("generatetoaddress", 1, node.rpc("getnewaddress",
+                                                                wallet="pool"))[0]
+            assert node.rpc("getblockheader", block_b)["height"] == height
+            await record_found_block(writer, node, block_b)
+            moved = await tracker.check()
+        assert moved["orphaned"] == 1
+        async with database.connect() as connection:
+            ids = dict((await connection.execute(select(blocks.c.hash, blocks.c.id))).all())
+            split_b = dict((await connection.execute(
+                select(block_rewards.c.address, block_rewards.c.amount)
+                .where(block_rewards.c.block_id == ids[block_b]))).all())
+            status = dict((await connection.execute(
+                select(blocks.c.hash, blocks.c.status))).all())
+        assert status == {block_a: "orphaned", block_b: "pending"}
+        reward = coinbase_value(node, block_b)
+        to_miners = reward - reward // 100
+        alice, bob = to_miners * 10 // 15, to_miners * 5 // 15
+        assert split_b == {"alice": alice, "bob": bob, "": reward - alice - bob}
+    finally:
+        await database.dispose()
+
+
+def miner_share(address: str, height: int) -> ShareRecord:
+    return ShareRecord(time=time.time(), address=address, worker="rig", ip="127.0.0.1",
+                       job_id="1", height=height, difficulty=1.0, share_difficulty=1.0,
+                       accepted=True)

@@ -109,10 +109,14 @@ async def test_three_miners_are_paid_their_pplns_share(
             # Maturity: 101 blocks mined outside the pool, into the pool wallet. They
             # are not the pool's blocks and must not be credited to anyone.
             regtest.mine(101, pool_address)
+            # As pool serve runs it: the chain is read for pool blocks the database
+            # misses, which the outside blocks, without the pool tag, are not.
             tracker = BlockTracker(engine=database, daemon=daemon,
                                    policy=RewardPolicy.from_config(config),
-                                   maturity=config.network.coinbase_maturity)
-            await tracker.check()
+                                   maturity=config.network.coinbase_maturity,
+                                   pool_tag=config.stratum.pool_tag.encode(),
+                                   payout_script=config.payout_script)
+            assert (await tracker.check())["recorded"] == 0
             payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon)
             report = await payer.run_once()
 

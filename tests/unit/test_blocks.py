@@ -66,3 +66,51 @@ async def test_refused_candidate_lets_the_next_one_go():
     assert len(submitter.submitted) == 3
     assert [b.accepted for b in sink.blocks] == [False, False, True]
     assert [b.result for b in sink.blocks] == ["bad-cb-amount", "high-hash", None]
+
+
+async def test_candidate_is_stored_before_it_is_submitted():
+    """The sink's durable write finishes before submitblock starts, and the verdict
+    follows the submission."""
+    events: list[str] = []
+
+    class SlowSink(MemoryShareSink):
+        async def record_candidate(self, candidate):
+            events.append("store begins")
+            await asyncio.sleep(0.05)  # an fsync, a commit
+            events.append("stored")
+            await super().record_candidate(candidate)
+
+        def record_block(self, block):
+            events.append("verdict")
+            super().record_block(block)
+
+    class Submitter(SlowSubmitter):
+        async def submit_block(self, block: bytes, hash_hex: str) -> str | None:
+            events.append("submit")
+            return await super().submit_block(block, hash_hex)
+
+    sink = SlowSink()
+    blocks = BlockSubmissions(submitter=Submitter([None]), sink=sink,
+                              on_submitted=lambda: None, logger=logging.getLogger("test"))
+    job = job_for(FakeTemplateDaemon())
+    blocks.found(job, headers(job, 1)[0], bytes(8), "addr", "w")
+    await blocks.wait()
+    assert events == ["store begins", "stored", "submit", "verdict"]
+    assert sink.candidates[0].hash_hex == sink.blocks[0].hash_hex
+    assert len(blocks.durable_seconds) == 1 and blocks.durable_seconds[0] >= 0.05
+
+
+async def test_block_is_submitted_even_when_its_candidate_cannot_be_recorded(caplog):
+    class BrokenSink(MemoryShareSink):
+        async def record_candidate(self, candidate):
+            raise RuntimeError("a bug in the sink")
+
+    submitter, sink = SlowSubmitter([None]), BrokenSink()
+    blocks = BlockSubmissions(submitter=submitter, sink=sink, on_submitted=lambda: None,
+                              logger=logging.getLogger("test"))
+    job = job_for(FakeTemplateDaemon())
+    with caplog.at_level(logging.ERROR):
+        blocks.found(job, headers(job, 1)[0], bytes(8), "addr", "w")
+        await blocks.wait()
+    assert len(submitter.submitted) == 1 and sink.blocks[0].accepted
+    assert "could not be recorded" in caplog.text and "a bug in the sink" in caplog.text

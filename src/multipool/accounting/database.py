@@ -3,8 +3,7 @@
 Operators write plain URLs (``sqlite:///path``, ``postgresql://...``,
 ``mysql://...``/``mariadb://...``); the engine needs an asyncio driver, chosen here.
 SQLite runs in WAL mode so the web process can read while the engine writes, with
-``synchronous=FULL``: every commit is on disk before it returns, so a power loss cannot
-roll back a committed payment intent that the wallet has already broadcast.
+``synchronous=FULL`` so a commit survives a power cut.
 """
 
 from __future__ import annotations
@@ -70,15 +69,20 @@ def spool_directory(config: CoinConfig) -> Path:
     return state_directory(config) / f"spool-{config.coin.prefix}"
 
 
+# How long a SQLite statement waits for another connection's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL: readers never block the writer. FULL: the WAL is fsynced at every commit, so
-    # a commit survives a power loss too (NORMAL survives only a process crash, and the
-    # payment intent must not vanish after its transaction went out).
+    # WAL: readers never block the writer. FULL: every commit is fsynced before it
+    # returns, so a commit survives a power cut or an OS crash, not only a kill -9
+    # (NORMAL may lose the last commits then): a payment intent, a block candidate
+    # written before submitblock, or a credit must not roll back once acted on.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

@@ -13,7 +13,8 @@ Schemes:
   N = ``pplns_factor`` x network difficulty (in share difficulty units). Shares of an
   orphaned block stay in the window of later blocks.
 * ``prop``: the accepted shares since the previous pool block that was not orphaned when
-  this block's split was written.
+  this block's split was written (the tracker refreshes statuses before it splits, so an
+  orphan's round rolls into the next block's).
 * ``solo``: the finder takes everything but the pool fee.
 """
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from multipool.config import CoinConfig
 
 SCHEMES = ("pplns", "prop", "solo")
+# Blocks that end a round: pool blocks on the chain (or once were: orphaned). A candidate
+# (stored before its submission, verdict unknown) is not a block yet.
+ROUND_ENDS = ("pending", "confirmed", "orphaned")
 # Shares read per query while filling a PPLNS window: small enough that one page holds
 # the event loop (and the stratum server in it) for well under 50 ms.
 PAGE = 5_000
@@ -74,7 +78,8 @@ async def _previous_last_share(connection: AsyncConnection, block: Any, *,
                                skip_orphans: bool) -> int:
     """The last share id of the pool block before ``block`` (0 when there is none)."""
     query = select(func.max(blocks.c.last_share_id)).where(
-        blocks.c.last_share_id < block.last_share_id, blocks.c.id != block.id)
+        blocks.c.last_share_id < block.last_share_id, blocks.c.id != block.id,
+        blocks.c.status.in_(ROUND_ENDS))
     if skip_orphans:
         query = query.where(blocks.c.status != "orphaned")
     return int((await connection.execute(query)).scalar() or 0)
@@ -150,16 +155,22 @@ async def split_block(connection: AsyncConnection, block_id: int,
 
 
 async def split_new_blocks(engine: AsyncEngine, policy: RewardPolicy) -> int:
-    """Snapshot the rewards of every block not split yet, each in its own transaction;
-    return how many were split."""
+    """Snapshot the rewards of every block not split yet, in the order they were
+    recorded, each in its own transaction; return how many were split. A candidate
+    (verdict unknown) is not split, nor anything recorded after it: whether it ends a
+    round decides the PROP round of the blocks that follow it."""
     async with engine.connect() as connection:
         waiting = (await connection.execute(
-            select(blocks.c.id).where(blocks.c.rewards_split.is_(False))
-            .order_by(blocks.c.id))).scalars().all()
-    for block_id in waiting:
+            select(blocks.c.id, blocks.c.status).where(blocks.c.rewards_split.is_(False))
+            .order_by(blocks.c.id))).all()
+    split = 0
+    for block_id, status in waiting:
+        if status not in ROUND_ENDS:
+            break
         async with engine.begin() as connection:
             await split_block(connection, block_id, policy)
-    return len(waiting)
+        split += 1
+    return split
 
 
 async def credit_block(connection: AsyncConnection, block_id: int) -> int:

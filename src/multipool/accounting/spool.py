@@ -5,6 +5,10 @@ Each spool file has a unique name. Replay inserts a chunk of rows and records th
 offset reached in ``spool_progress`` in the same transaction, so a crash at any point
 neither loses nor repeats a share; a file fully replayed is deleted, and new spooling
 always starts a new file.
+
+Rows that a database refuses outright (an integrity or data error: not an outage, so
+waiting would not help) are set aside in the quarantine file beside the spool directory
+(:class:`Quarantine`) with the error, for an operator to look at.
 """
 
 from __future__ import annotations
@@ -50,15 +54,21 @@ class ShareSpool:
         from there and the offset after them. A torn last line (a crash mid-write) is
         left for later; it is completed by nothing, so it stays unread until the file is
         finished and removed."""
-        rows: list[dict[str, Any]] = []
+        lines = self.read_lines(path, offset, max_rows)
+        return [row for row, _ in lines], (lines[-1][1] if lines else offset)
+
+    def read_lines(self, path: Path, offset: int, max_rows: int
+                   ) -> list[tuple[dict[str, Any], int]]:
+        """:meth:`read`, each row with the byte offset just after it."""
+        rows: list[tuple[dict[str, Any], int]] = []
         with open(path, "rb") as spool:
             spool.seek(offset)
             for line in itertools.islice(spool, max_rows):
                 if not line.endswith(b"\n"):
                     break
-                rows.append(json.loads(line))
                 offset += len(line)
-        return rows, offset
+                rows.append((json.loads(line), offset))
+        return rows
 
     def finish(self, path: Path, offset: int) -> bool:
         """Replay of ``path`` read nothing more at ``offset``: remove the file and return
@@ -72,3 +82,22 @@ class ShareSpool:
         path.unlink(missing_ok=True)
         return True
 
+
+
+class Quarantine:
+    """An append-only file of rows the database refused, one JSON line each with the
+    error and when it happened."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def add(self, rows: list[dict[str, Any]], error: str) -> None:
+        """Append ``rows`` with the database's ``error``, synced to disk."""
+        now = time.time()
+        data = "".join(json.dumps({"time": now, "error": error, "row": row},
+                                  separators=(",", ":")) + "\n" for row in rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as quarantine:
+            quarantine.write(data)
+            quarantine.flush()
+            os.fsync(quarantine.fileno())

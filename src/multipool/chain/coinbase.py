@@ -4,7 +4,8 @@ Stratum V1 hands miners ``coinb1`` and ``coinb2``; the miner puts
 ``extranonce1 + extranonce2`` between them to get the coinbase in its non-witness
 serialization (the form whose hash is the txid). The full block carries the same
 transaction with its witness (the 32-byte witness reserved value) when the block
-commits to witnesses.
+commits to witnesses. :func:`read_coinbase` reads a block's coinbase back, to tell the
+pool's blocks on the chain from others.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from multipool.chain.serialize import compact_size, push_data, push_int
+from multipool.chain.serialize import compact_size, push_data, push_int, read_compact_size
+from multipool.errors import SerializationError
 
 # BIP34 and consensus: the coinbase scriptSig is 2 to 100 bytes.
 MAX_SCRIPT_SIG = 100
@@ -99,3 +101,59 @@ def build_coinbase(
         + struct.pack("<I", 0)
     )
     return CoinbaseParts(coinb1, coinb2, extranonce_size, witness_commitment is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class CoinbaseView:
+    """What a block's coinbase says about who made the block: its scriptSig (height,
+    extranonce, the pool's tag) and its outputs."""
+
+    script_sig: bytes
+    outputs: tuple[TxOut, ...]
+
+    def carries(self, pool_tag: bytes) -> bool:
+        """True when the scriptSig holds the push of ``pool_tag`` (as the pool writes it)."""
+        return bool(pool_tag) and push_data(pool_tag) in self.script_sig
+
+    def paid_to(self, script: bytes) -> int:
+        """The coinbase value, in the smallest unit, paid to ``script``."""
+        return sum(out.value for out in self.outputs if out.script == script)
+
+
+def read_coinbase(block: bytes) -> CoinbaseView:
+    """Given a serialized block (header, transaction count, transactions), return its
+    coinbase's scriptSig and outputs; the rest of the block is not read.
+
+    Raises SerializationError for a block that ends early or whose first transaction is
+    not a coinbase.
+    """
+    def take(offset: int, size: int) -> tuple[bytes, int]:
+        if offset + size > len(block):
+            raise SerializationError(f"block ends at {len(block)} bytes, inside its coinbase")
+        return block[offset:offset + size], offset + size
+
+    if len(block) < 81:
+        raise SerializationError(f"a block is a header and transactions, got {len(block)} "
+                                 "bytes")
+    count, offset = read_compact_size(block, 80)
+    if count < 1:
+        raise SerializationError("block without transactions")
+    offset += 4  # version
+    marker, _ = take(offset, 2)
+    if marker[0] == 0:  # segwit (and MWEB) serialization: marker 0x00, then a flag byte
+        offset += 2
+    inputs, offset = read_compact_size(block, offset)
+    prevout, offset = take(offset, 36)
+    if inputs != 1 or prevout != _NULL_PREVOUT:
+        raise SerializationError("the first transaction of the block is not a coinbase")
+    length, offset = read_compact_size(block, offset)
+    script_sig, offset = take(offset, length)
+    offset += 4  # sequence
+    outputs = []
+    out_count, offset = read_compact_size(block, offset)
+    for _ in range(out_count):
+        value_bytes, offset = take(offset, 8)
+        length, offset = read_compact_size(block, offset)
+        script, offset = take(offset, length)
+        outputs.append(TxOut(struct.unpack("<q", value_bytes)[0], script))
+    return CoinbaseView(script_sig, tuple(outputs))

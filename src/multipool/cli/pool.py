@@ -83,6 +83,9 @@ async def run_engine(config: CoinConfig) -> None:
             tracker = BlockTracker(engine=database, daemon=daemon,
                                    policy=RewardPolicy.from_config(config),
                                    maturity=config.network.coinbase_maturity,
+                                   pool_tag=config.stratum.pool_tag.encode(),
+                                   payout_script=config.payout_script,
+                                   spool_pending=writer.spool.files,
                                    logger=logger.getChild("blocks"))
             writer.on_block = tracker.wake  # a found block's snapshot is written at once
             payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,

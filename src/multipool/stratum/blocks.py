@@ -7,6 +7,12 @@ submitting them all keeps the daemon busy validating blocks that can no longer w
 So candidates on the same previous block wait behind the one in flight: if it is
 accepted the rest are moot (they still count as shares) and are dropped, if it is
 refused the next one is submitted.
+
+A candidate is made durable before it is submitted: the sink writes it, behind its
+finder's share, to the database (or, while the database is away, to the fsynced spool)
+and only then does ``submitblock`` run. A kill -9 right after the daemon accepted the
+block leaves the candidate row, which the block tracker confirms from the chain on the
+next start; the verdict recorded afterwards moves it to pending (accepted) or drops it.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from dataclasses import dataclass
 
 from multipool.chain.pow import SHA256D_DIFF1_TARGET, sha256d
 from multipool.chain.serialize import le_to_hex
+from multipool.failpoints import failpoint
 from multipool.stratum.jobs import Job
-from multipool.stratum.sink import BlockRecord, ShareSink
+from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareSink
 
 
 class BlockSubmitterAPI(abc.ABC):
@@ -61,6 +68,8 @@ class BlockSubmissions:
         self.tasks: set[asyncio.Task[None]] = set()
         self.candidates = 0
         self.dropped = 0
+        # Seconds each candidate's durable write held up its submitblock (recent ones).
+        self.durable_seconds: deque[float] = deque(maxlen=1000)
 
     def found(self, job: Job, header: bytes, extranonce: bytes, address: str,
               worker: str) -> None:
@@ -108,21 +117,39 @@ class BlockSubmissions:
 
     async def _submit(self, candidate: Candidate) -> bool:
         template = candidate.job.template
+        found_at = time.time()
+        # In the daemons' own unit (sha256d difficulty 1 for every algorithm), as
+        # getmininginfo and explorers show it.
+        network_difficulty = SHA256D_DIFF1_TARGET / template.target
+        started = time.perf_counter()
+        try:
+            await self.sink.record_candidate(BlockCandidate(
+                time=found_at, height=template.height, hash_hex=candidate.hash_hex,
+                address=candidate.address, worker=candidate.worker,
+                reward=template.coinbase_value, network_difficulty=network_difficulty))
+        except Exception:
+            # The one place where any failure is caught: a block left unsubmitted is
+            # lost for good, an unrecorded one is found on the chain at the next start.
+            # Logged with its traceback, then submitted.
+            self.logger.exception("block candidate %d %s could not be recorded; "
+                                  "submitting it anyway", template.height, candidate.hash_hex)
+        stored = time.perf_counter() - started
+        self.durable_seconds.append(stored)
+        failpoint("block:after_candidate")
         result = await self.submitter.submit_block(candidate.block, candidate.hash_hex)
+        failpoint("block:after_submit")
         accepted = result is None
         if accepted:
-            self.logger.info("block %d %s accepted by the daemon", template.height,
-                             candidate.hash_hex)
+            self.logger.info("block %d %s accepted by the daemon (stored %.1f ms before "
+                             "submission)", template.height, candidate.hash_hex,
+                             stored * 1000)
         else:
             self.logger.error("block %d %s rejected by the daemon: %s", template.height,
                               candidate.hash_hex, result)
         self.sink.record_block(BlockRecord(
-            time=time.time(), height=template.height, hash_hex=candidate.hash_hex,
+            time=found_at, height=template.height, hash_hex=candidate.hash_hex,
             address=candidate.address, worker=candidate.worker,
-            reward=template.coinbase_value,
-            # In the daemons' own unit (sha256d difficulty 1 for every algorithm), as
-            # getmininginfo and explorers show it.
-            network_difficulty=SHA256D_DIFF1_TARGET / template.target,
+            reward=template.coinbase_value, network_difficulty=network_difficulty,
             accepted=accepted, result=result))
         self.on_submitted()
         return accepted

@@ -3,6 +3,10 @@
 The pool engine hands every share decision and every block candidate to a
 :class:`ShareSink`. The accounting layer persists them; :class:`MemoryShareSink` keeps
 counters and a bounded recent history, enough for the engine alone, tests and the demo.
+
+A solved block reaches the sink twice: first as a :class:`BlockCandidate`, which the sink
+makes durable *before* the block is submitted (a kill right after the daemon accepted it
+must not lose it), then as a :class:`BlockRecord` with the daemon's verdict.
 """
 
 from __future__ import annotations
@@ -31,6 +35,19 @@ class ShareRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockCandidate:
+    """A solved block about to be submitted: recorded durably first."""
+
+    time: float
+    height: int
+    hash_hex: str
+    address: str
+    worker: str
+    reward: int
+    network_difficulty: float
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRecord:
     """A block candidate the pool submitted, with the daemon's verdict."""
 
@@ -53,8 +70,14 @@ class ShareSink(abc.ABC):
         """Take one share decision. Must not block: called on the event loop."""
 
     @abc.abstractmethod
+    async def record_candidate(self, candidate: BlockCandidate) -> None:
+        """Store a block candidate durably (after the shares recorded before it) and
+        return once it is: the block is submitted only then. Storage trouble is logged,
+        never raised: a block is submitted even when it could not be recorded."""
+
+    @abc.abstractmethod
     def record_block(self, block: BlockRecord) -> None:
-        """Take one submitted block candidate. Must not block."""
+        """Take the daemon's verdict on a submitted candidate. Must not block."""
 
 
 class MemoryShareSink(ShareSink):
@@ -69,6 +92,7 @@ class MemoryShareSink(ShareSink):
         self.accepted_difficulty = 0.0
         self.rejects_by_code: Counter[int] = Counter()
         self.recent: deque[ShareRecord] = deque(maxlen=self.RECENT_SHARES)
+        self.candidates: list[BlockCandidate] = []
         self.blocks: list[BlockRecord] = []
 
     def record_share(self, share: ShareRecord) -> None:
@@ -79,6 +103,9 @@ class MemoryShareSink(ShareSink):
         else:
             self.rejected += 1
             self.rejects_by_code[share.reject_code or 20] += 1
+
+    async def record_candidate(self, candidate: BlockCandidate) -> None:
+        self.candidates.append(candidate)
 
     def record_block(self, block: BlockRecord) -> None:
         self.blocks.append(block)
