@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,23 @@ from multipool.errors import PoolError
 
 OK: Literal["ok"] = "ok"
 DEGRADED: Literal["degraded"] = "degraded"
+
+
+def describe_exit(code: int | None) -> str:
+    """Given a process's exit code (negative: killed by that signal, as subprocess and
+    multiprocessing report it), say it in words.
+
+    >>> describe_exit(-9), describe_exit(1)
+    ('killed by SIGKILL', 'exit code 1')
+    """
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class ServiceEnded(PoolError):

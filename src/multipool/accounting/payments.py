@@ -26,7 +26,6 @@ most ``max_recipients`` per transaction and halves a batch the wallet finds too 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from multipool.accounting import bookkeeping
 from multipool.accounting.locks import DatabaseLock
 from multipool.accounting.rewards import POOL_FEE
 from multipool.accounting.schema import balances, payment_batches, payments, settings
-from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonError, DaemonOutcomeUnknown
 from multipool.config import CoinConfig, format_coins, to_coins, to_units
 from multipool.failpoints import failpoint
@@ -125,18 +123,6 @@ class PaymentProcessor:
         return cls(engine=engine, wallet=wallet, decimals=decimals,
                    min_payout=to_units(config.pool.min_payout, decimals),
                    max_recipients=config.pool.payment_max_recipients, logger=logger)
-
-    async def run(self, interval: float) -> None:
-        """Pay every ``interval`` seconds until cancelled; failures are logged and the
-        next run reconciles whatever was left unfinished."""
-        while True:
-            try:
-                report = await self.run_once()
-                if report.status not in ("nothing_due", "paused"):
-                    self.logger.info("payment run: %s %s", report.status, report.message)
-            except (DaemonError, *DATABASE_DOWN) as exc:
-                self.logger.warning("payment run failed, will retry: %s", exc)
-            await asyncio.sleep(interval)
 
     async def run_once(self) -> PaymentReport:
         if await is_paused(self.engine):

@@ -15,7 +15,6 @@ is final, so a block is credited exactly once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -24,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.rounds import RewardPolicy, credit_block, split_new_blocks
 from multipool.accounting.schema import blocks
-from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonError
 
 # Bitcoin Core's "Block not found".
@@ -45,29 +43,16 @@ class BlockTracker:
         self.engine = engine
         self.daemon = daemon
         self.policy = policy
-        self._wake = asyncio.Event()
+        # Set by wake(); the engine's supervisor runs a check as soon as it is set.
+        self.wakeup = asyncio.Event()
         self.maturity = maturity
         self.margin = margin
         self.logger = logger or logging.getLogger(__name__)
 
-    async def run(self, interval: float = 60.0) -> None:
-        """Check every ``interval`` seconds until cancelled; a daemon or database outage
-        is logged and tried again next time."""
-        while True:
-            try:
-                await self.check()
-            except (DaemonError, *DATABASE_DOWN) as exc:
-                self.logger.warning("block check failed, will retry: %s", exc)
-            # asyncio.timeout, not wait_for: see JobManager._refresh_loop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-            self._wake.clear()
-
     def wake(self) -> None:
         """Check now rather than at the next interval: a block was just recorded, and its
         reward snapshot is written at once."""
-        self._wake.set()
+        self.wakeup.set()
 
     async def _confirmations(self, hash_hex: str) -> int:
         """Confirmations of a block; -1 when it is not on the best chain."""

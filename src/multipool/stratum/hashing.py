@@ -41,6 +41,7 @@ from multiprocessing.spawn import get_executable
 from typing import Any
 
 from multipool.errors import PoolError
+from multipool.supervision import describe_exit
 
 HashDone = Callable[[bytes], None]
 HEADER_SIZE = 80
@@ -91,18 +92,6 @@ def worker_main(sock: socket.socket, pow_hash: Callable[[bytes], bytes],
                 return
             sock.sendall(b"".join(pow_hash(data[i:i + HEADER_SIZE])
                                   for i in range(0, len(data), HEADER_SIZE)))
-
-
-def describe_exit(code: int | None) -> str:
-    """Given a process exit code (negative: killed by that signal), say it in words."""
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 @dataclass(eq=False, slots=True)
@@ -437,9 +426,13 @@ class WorkerPool:
             ready = b""
         if ready != READY:
             await self._kill(worker)
+            code = process.exitcode
+            # 255 with nothing logged: the spawn's exec of the interpreter failed.
+            hint = (f"; the interpreter may not be executable by uid {os.getuid()}"
+                    if code == 255 else "")
             raise WorkerStartError(
                 f"{os.fsdecode(get_executable())} exited before it was ready "
-                f"({describe_exit(process.exitcode)}); its error, if any, is above")
+                f"({describe_exit(code)}{hint}); its own error, if it had one, is above")
         return worker
 
     def _on_exit(self, worker: _Worker) -> None:
