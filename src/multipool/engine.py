@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +278,20 @@ class PoolEngine:
                 from self.supervisor.fatal
 
 
-async def run_pool(config: CoinConfig, *, logger: logging.Logger | None = None) -> None:
+@dataclass(frozen=True, slots=True)
+class ServiceIntervals:
+    """Seconds between rounds of the periodic services (payments: the coin's
+    ``payment_interval``); a round running longer than ``stuck_after`` shows its service
+    degraded."""
+
+    blocks: float = 60.0
+    stats: float = 60.0
+    status: float = 30.0
+    stuck_after: float = 600.0
+
+
+async def run_pool(config: CoinConfig, *, intervals: ServiceIntervals = ServiceIntervals(),
+                   logger: logging.Logger | None = None) -> None:
     """Run one coin's pool engine, composed from its config, until cancelled.
 
     Order: share-check workers first (a setup error there is found in a second, before
@@ -304,16 +318,15 @@ async def run_pool(config: CoinConfig, *, logger: logging.Logger | None = None) 
             config = await _pool_address(config, daemon, logger)
             engine = PoolEngine(config=config, daemon=daemon, sink=writer,
                                 supervisor=_services(config, database, daemon, writer,
-                                                     logger),
+                                                     intervals, logger),
                                 hash_pool=hash_pool)
             if config.pool.public_dir is not None:
                 public = PublicStatusWriter(config=config, database=database, engine=engine,
                                             directory=Path(config.pool.public_dir),
                                             services=engine.supervisor.states,
                                             logger=logger.getChild("public"))
-                engine.supervisor.add(Periodic("status", public.publish,
-                                               PublicStatusWriter.INTERVAL,
-                                               stuck_after=4 * PublicStatusWriter.INTERVAL))
+                engine.supervisor.add(Periodic("status", public.publish, intervals.status,
+                                               stuck_after=4 * intervals.status))
             await engine.run()
     finally:
         await database.dispose()
@@ -344,15 +357,9 @@ async def _pool_address(config: CoinConfig, daemon: DaemonClient,
     return config
 
 
-# Seconds between rounds of the periodic services (payments: the coin's config).
-BLOCK_CHECK_INTERVAL = 60.0
-STATS_INTERVAL = 60.0
-# A round running longer than this shows its service degraded (seconds).
-STUCK_AFTER = 600.0
-
-
 def _services(config: CoinConfig, database: AsyncEngine, daemon: DaemonClient,
-              writer: ShareWriter, logger: logging.Logger) -> Supervisor:
+              writer: ShareWriter, intervals: ServiceIntervals,
+              logger: logging.Logger) -> Supervisor:
     """The background services of a pool engine, under one supervisor."""
     tracker = BlockTracker(engine=database, daemon=daemon,
                            policy=RewardPolicy.from_config(config),
@@ -375,9 +382,10 @@ def _services(config: CoinConfig, database: AsyncEngine, daemon: DaemonClient,
     supervisor.add(Essential("shares", writer.run, health=lambda: (
         None if writer.database_up else
         "database unreachable: shares are spooled to disk until it answers")))
-    supervisor.add(Periodic("blocks", tracker.check, BLOCK_CHECK_INTERVAL,
-                            wake=tracker.wakeup, stuck_after=STUCK_AFTER))
+    stuck_after = intervals.stuck_after
+    supervisor.add(Periodic("blocks", tracker.check, intervals.blocks, wake=tracker.wakeup,
+                            stuck_after=stuck_after))
     supervisor.add(Periodic("payments", pay, config.pool.payment_interval,
-                            stuck_after=max(STUCK_AFTER, 2 * config.pool.payment_interval)))
-    supervisor.add(Periodic("stats", roll, STATS_INTERVAL, stuck_after=STUCK_AFTER))
+                            stuck_after=max(stuck_after, 2 * config.pool.payment_interval)))
+    supervisor.add(Periodic("stats", roll, intervals.stats, stuck_after=stuck_after))
     return supervisor

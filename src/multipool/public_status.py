@@ -65,9 +65,6 @@ class EngineView(Protocol):
 class PublicStatusWriter:
     """Writes the pool's public status file, one round per :meth:`publish`."""
 
-    # The round's interval the supervisor uses (seconds).
-    INTERVAL = 30.0
-
     def __init__(self, *, config: CoinConfig, database: AsyncEngine, engine: EngineView,
                  directory: Path, services: Callable[[], Mapping[str, Health]],
                  logger: logging.Logger | None = None):

@@ -120,6 +120,7 @@ class Supervisor:
             except OSError as exc:
                 # A shell's codes: 127 not found, 126 found but not executable.
                 code = 127 if isinstance(exc, FileNotFoundError) else 126
+                state.starts += 1  # a start that failed: shown as restarting (exit N)
                 state.last_exit = code
                 self._note_in_log(spec, f"cannot execute {self.argv(spec)[0]}: {exc} "
                                         f"(exit code {code})")
