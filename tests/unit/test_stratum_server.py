@@ -20,7 +20,6 @@ import pytest
 from multipool.chain.pow import ALGORITHMS
 from multipool.config import PortConfig, StratumSection
 from multipool.errors import AddressError
-from multipool.stratum.hashing import WorkerPool
 from multipool.stratum.jobs import JobManager
 from multipool.stratum.server import StratumServer
 from multipool.stratum.session import SessionLimits
@@ -61,10 +60,9 @@ async def start_pool(*, bits: str = "207fffff", difficulty: float = 1e-6,
     jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=PAYOUT,
                       extranonce_size=4 + config.extranonce2_size, pool_tag=b"/test/",
                       on_job=lambda job: server.broadcast(job))
-    pow_hash = ALGORITHMS[algorithm].pow_hash
     server = StratumServer(config=config, algorithm=ALGORITHMS[algorithm], jobs=jobs,
                            sink=sink, submitter=daemon, check_address=check_address,
-                           limits=limits, hash_pool=WorkerPool(pow_hash, hash_workers))
+                           limits=limits, hash_workers=hash_workers)
     task = asyncio.create_task(jobs.run())
     await asyncio.wait_for(jobs.first_job.wait(), 5)
     await server.start()

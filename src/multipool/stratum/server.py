@@ -63,6 +63,7 @@ class StratumServer:
         check_address: Callable[[str], object],
         limits: SessionLimits | None = None,
         hash_pool: WorkerPool | None = None,
+        hash_workers: int | None = None,
         node_id: int = 0,
         logger: logging.Logger | None = None,
     ):
@@ -80,11 +81,13 @@ class StratumServer:
                              ban_seconds=config.ban_seconds,
                              invalid_percent=config.ban_invalid_percent,
                              min_shares=config.ban_min_shares)
-        # Only slow algorithms need workers; given ones are the caller's to start and
-        # close, our own start with the ports.
+        # Only slow algorithms need workers. A given pool is the caller's to start and
+        # close; our own (``hash_workers`` processes, default one per core) starts with
+        # the ports and stops in close().
         self._own_pool = hash_pool is None
-        self.hash_pool = hash_pool or WorkerPool(algorithm.pow_hash, os.cpu_count() or 2,
-                                                 logger=self.logger.getChild("hashing"))
+        self.hash_pool = hash_pool or WorkerPool(
+            algorithm.pow_hash, hash_workers or os.cpu_count() or 2,
+            logger=self.logger.getChild("hashing"))
         self.hasher = HashBatcher(self.hash_pool)
         # Connections on a TLS port still in their handshake (counted under the caps).
         self.handshakes: set[TlsAcceptor] = set()
