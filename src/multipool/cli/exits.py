@@ -20,19 +20,13 @@ import typer
 
 @contextmanager
 def exit_logged(what: str, logger: logging.Logger) -> Iterator[None]:
-    """Run a process's body; when it fails, log how (the exception with its traceback)
-    and with which exit code, then exit with that code. A clean stop is the body's to
-    log ("pool engine stopped")."""
+    """Run a process's body; when an exception ends it, log the exception with its
+    traceback and the exit code (1), then exit with that code. An exit the body chose
+    (typer.Exit, after printing its own error line) and a clean stop ("pool engine
+    stopped") are the body's to report."""
     try:
         yield
-    except (typer.Exit, click.exceptions.Exit) as exc:  # the body chose its code
-        if exc.exit_code:
-            logger.error("%s exits with code %d", what, exc.exit_code)
-        raise
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if code:
-            logger.error("%s exits with code %d", what, code)
+    except (typer.Exit, click.exceptions.Exit, SystemExit):
         raise
     except KeyboardInterrupt:
         logger.info("%s interrupted (exit code 130)", what)
