@@ -1,13 +1,37 @@
-"""One coin's pool engine: daemon client, job manager and stratum server in one task tree."""
+"""One coin's pool engine, and the one place it is put together.
+
+:class:`PoolEngine` runs stratum (job manager, stratum server, the sync gate) in one task
+tree, beside the background services its :class:`~multipool.supervision.Supervisor`
+keeps running. :func:`run_pool` composes a whole engine from a coin's config: share-check
+workers, database schema, daemon client and wallet, share writer, block tracker,
+payments, stats roll-up and the public status file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from multipool.accounting.database import (
+    create_engine,
+    database_url,
+    spool_directory,
+    state_directory,
+)
+from multipool.accounting.migrate import upgrade
+from multipool.accounting.payments import PaymentProcessor
+from multipool.accounting.rounds import RewardPolicy
+from multipool.accounting.stats import StatsRoller
+from multipool.accounting.tracker import BlockTracker
+from multipool.accounting.writer import ShareWriter
 from multipool.chain.address import address_to_script
 from multipool.chain.pow import ALGORITHMS
 from multipool.chain.rpc import DaemonClient, DaemonError
@@ -19,14 +43,18 @@ from multipool.chain.sync import (
     SyncState,
     SyncWatcher,
 )
+from multipool.chain.wallet import ensure_wallet, kept_address
 from multipool.chain.zmq_notify import HashblockListener
-from multipool.config import CoinConfig
-from multipool.errors import PoolError
+from multipool.config import CoinConfig, with_pool_address
+from multipool.errors import ConfigError
+from multipool.public_status import PublicStatusWriter
 from multipool.stratum.blocks import BlockSubmitterAPI
+from multipool.stratum.hashing import WorkerPool
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.server import StratumServer
 from multipool.stratum.session import SessionLimits
 from multipool.stratum.sink import MemoryShareSink, ShareSink
+from multipool.supervision import Essential, Periodic, ServiceEnded, Supervisor
 
 
 class DaemonBlockSubmitter(BlockSubmitterAPI):
@@ -63,6 +91,11 @@ class PoolEngine:
     ``close_after`` readings in a row (``sync_interval`` seconds apart) found the daemon
     behind. ``sync_state`` holds the last reading (None before the first) and
     ``stratum_open`` whether the ports are open.
+
+    Background services run under ``supervisor``: essential ones (the share writer)
+    start before stratum and stop after it, and the engine stops if one ends;
+    periodic ones never stop it (supervision.py). ``background`` is a shorthand for
+    essential services given as coroutine functions.
     """
 
     # Longer than the share writer's own final-flush timeout.
@@ -77,7 +110,9 @@ class PoolEngine:
         daemon: DaemonClient,
         sink: ShareSink | None = None,
         limits: SessionLimits | None = None,
+        supervisor: Supervisor | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        hash_pool: WorkerPool | None = None,
         logger: logging.Logger | None = None,
         sync_interval: float = 5.0,
         sync_timeout: float = 30.0,
@@ -85,13 +120,12 @@ class PoolEngine:
         close_after: int = CLOSE_AFTER,
     ):
         self.config = config
-        # Services that live as long as the engine (the share writer's flush loop).
-        self.background = tuple(background)
-        self._main_task: asyncio.Task[Any] | None = None
-        self._service_error: BaseException | None = None
         self.daemon = daemon
         self.sink = sink if sink is not None else MemoryShareSink()
         self.logger = logger or logging.getLogger(f"multipool.engine.{config.coin.prefix}")
+        self.supervisor = supervisor or Supervisor(logger=self.logger.getChild("services"))
+        for run in background:
+            self.supervisor.add(Essential(getattr(run, "__qualname__", repr(run)), run))
         algorithm = ALGORITHMS[config.coin.algorithm]
         stratum = config.stratum
         self.jobs = JobManager(
@@ -113,6 +147,7 @@ class PoolEngine:
             submitter=DaemonBlockSubmitter(daemon, self.logger),
             check_address=lambda address: address_to_script(address, config.network),
             limits=limits,
+            hash_pool=hash_pool,
             logger=self.logger.getChild("stratum"),
         )
         self.sync_watcher = SyncWatcher(daemon, interval=sync_interval,
@@ -124,16 +159,6 @@ class PoolEngine:
         self.stratum_open = False
         self._opened_before = False
         self._behind_logged: tuple[str, float] | None = None  # (reason, when)
-
-    def _service_ended(self, task: asyncio.Task[None]) -> None:
-        """A background service must live as long as the engine: one that ends early
-        (a bug, a lost database driver) takes the engine down rather than lose data."""
-        if not task.cancelled():
-            self._service_error = task.exception() or PoolError("background service ended")
-            self.logger.error("background service ended: %r", self._service_error)
-            main = self._main_task
-            if main is not None:
-                main.cancel()
 
     def _on_job(self, job: Job) -> None:
         self.server.broadcast(job)
@@ -207,7 +232,8 @@ class PoolEngine:
         # Existing miners are disconnected, not only new ones refused: their work is on
         # a tip the network has left (or, without peers, a block they find may never
         # reach the network), and a miner whose pool hangs up goes to its backup pool.
-        # A share whose hash check is still running when its session closes is dropped.
+        # A share whose hash check is still running when its session closes is still
+        # credited, and submitted if it solves a block.
         reason = state.reason or "unknown"
         self.logger.warning("daemon behind (%s): closing stratum ports", reason)
         self.stratum_open = False
@@ -217,18 +243,20 @@ class PoolEngine:
 
     async def run(self) -> None:
         """Get jobs, open the stratum ports while the daemon is synced, serve until
-        cancelled."""
-        self._main_task = asyncio.current_task()
+        cancelled; raise ServiceEnded if an essential background service ends."""
+        main = asyncio.current_task()
+        assert main is not None
         self.logger.info("starting %s pool engine (%s, %s)", self.config.coin.name,
                          self.config.coin.algorithm, self.config.coin.network)
-        # Background services (the share writer) start first and stop last: the stratum
-        # server's shutdown still records shares and blocks in flight, which must reach
-        # the writer before its final flush.
-        services = [asyncio.create_task(service()) for service in self.background]
+        # Background services start first and stop last: the stratum server's shutdown
+        # still records shares and blocks in flight, which must reach the share writer
+        # before its final flush.
+        def stop_engine(_error: BaseException) -> None:
+            main.cancel()
+
+        self.supervisor.start(on_fatal=stop_engine)
         try:
             async with asyncio.TaskGroup() as group:
-                for service in services:
-                    service.add_done_callback(self._service_ended)
                 group.create_task(self.jobs.run())
                 if self.config.daemon.zmq_hashblock:
                     listener = HashblockListener(
@@ -238,16 +266,129 @@ class PoolEngine:
                     group.create_task(listener.run())
                 group.create_task(self.server.serve())
                 group.create_task(self._gate_stratum())
+        except asyncio.CancelledError:
+            if self.supervisor.fatal is None:
+                raise
+            main.uncancel()  # our own cancel, for the fatal service: not a shutdown
         finally:
-            for service in services:
-                service.remove_done_callback(self._service_ended)
-                service.cancel()
-            if services:
-                _, stuck = await asyncio.wait(services, timeout=self.SERVICE_STOP_TIMEOUT)
-                for service in stuck:
-                    self.logger.error("background service %r did not stop in %gs",
-                                      service.get_coro(), self.SERVICE_STOP_TIMEOUT)
+            await self.supervisor.stop(self.SERVICE_STOP_TIMEOUT)
             self.logger.info("pool engine stopped")
-        if self._service_error is not None:
-            raise PoolError(f"pool engine stopped: a background service failed: "
-                            f"{self._service_error!r}") from self._service_error
+        if self.supervisor.fatal is not None:
+            raise ServiceEnded(f"pool engine stopped: {self.supervisor.fatal}") \
+                from self.supervisor.fatal
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceIntervals:
+    """Seconds between rounds of the periodic services (payments: the coin's
+    ``payment_interval``); a round running longer than ``stuck_after`` shows its service
+    degraded."""
+
+    blocks: float = 60.0
+    stats: float = 60.0
+    status: float = 30.0
+    stuck_after: float = 600.0
+
+
+async def run_pool(config: CoinConfig, *, intervals: ServiceIntervals = ServiceIntervals(),
+                   logger: logging.Logger | None = None) -> None:
+    """Run one coin's pool engine, composed from its config, until cancelled.
+
+    Order: share-check workers first (a setup error there is found in a second, before
+    anything else is touched), the database schema brought up to date, the daemon's
+    wallet and the pool address, then the engine with its services. Cancelling (SIGTERM)
+    shuts down cleanly: buffered shares are flushed.
+    """
+    logger = logger or logging.getLogger("multipool.pool")
+    d = config.daemon
+    hash_pool: WorkerPool | None = None
+    if ALGORITHMS[config.coin.algorithm].slow:
+        hash_pool = WorkerPool(ALGORITHMS[config.coin.algorithm].pow_hash,
+                               os.cpu_count() or 2, logger=logger.getChild("hashing"))
+        await hash_pool.start()
+    database = create_engine(database_url(config))
+    try:
+        before, after = await upgrade(database)
+        if before != after:
+            logger.info("database schema upgraded from %s to %s", before or "empty", after)
+        writer = ShareWriter(engine=database, spool_dir=spool_directory(config),
+                             logger=logger.getChild("shares"))
+        async with DaemonClient(d.rpc_url, user=d.rpc_user, password=d.rpc_password,
+                                cookie_file=d.rpc_cookie, wallet=d.wallet) as daemon:
+            config = await _pool_address(config, daemon, logger)
+            engine = PoolEngine(config=config, daemon=daemon, sink=writer,
+                                supervisor=_services(config, database, daemon, writer,
+                                                     intervals, logger),
+                                hash_pool=hash_pool)
+            if config.pool.public_dir is not None:
+                public = PublicStatusWriter(config=config, database=database, engine=engine,
+                                            directory=Path(config.pool.public_dir),
+                                            services=engine.supervisor.states,
+                                            logger=logger.getChild("public"))
+                engine.supervisor.add(Periodic("status", public.publish, intervals.status,
+                                               stuck_after=4 * intervals.status))
+            await engine.run()
+    finally:
+        await database.dispose()
+        if hash_pool is not None:
+            await hash_pool.close()
+
+
+async def _pool_address(config: CoinConfig, daemon: DaemonClient,
+                        logger: logging.Logger) -> CoinConfig:
+    """Load the pool wallet, take the kept pool address when the config names none, and
+    leave initial block download on an empty regtest chain."""
+    d = config.daemon
+    if d.wallet is not None:
+        await ensure_wallet(daemon, d.wallet, logger)
+    if config.pool.address is None:
+        if d.wallet is None:
+            raise ConfigError("needs [daemon] wallet to take an address from",
+                              file=config.path, key="pool.address")
+        address = await kept_address(daemon, state_directory(config), logger)
+        config = with_pool_address(config, address)
+    if config.coin.network == "regtest" and await daemon.getblockcount() == 0:
+        # An empty regtest chain stays in initial block download, which gives no block
+        # template and keeps the stratum ports closed.
+        assert config.pool.address is not None
+        await daemon.generatetoaddress(1, config.pool.address)
+        logger.info("regtest chain was empty: mined block 1 to leave initial block "
+                    "download")
+    return config
+
+
+def _services(config: CoinConfig, database: AsyncEngine, daemon: DaemonClient,
+              writer: ShareWriter, intervals: ServiceIntervals,
+              logger: logging.Logger) -> Supervisor:
+    """The background services of a pool engine, under one supervisor."""
+    tracker = BlockTracker(engine=database, daemon=daemon,
+                           policy=RewardPolicy.from_config(config),
+                           maturity=config.network.coinbase_maturity,
+                           pool_tag=config.stratum.pool_tag.encode(),
+                           payout_script=config.payout_script,
+                           spool_pending=writer.spool.files,
+                           logger=logger.getChild("blocks"))
+    writer.on_block = tracker.wake  # a found block's snapshot is written at once
+    payer = PaymentProcessor.from_config(config, engine=database, wallet=daemon,
+                                         logger=logger.getChild("payments"))
+    stats = StatsRoller(database, logger=logger.getChild("stats"))
+
+    async def pay() -> None:
+        report = await payer.run_once()
+        if report.status not in ("nothing_due", "paused"):
+            payer.logger.info("payment run: %s %s", report.status, report.message)
+
+    async def roll() -> None:
+        stats.logger.debug("rolled up %d shares", await stats.roll())
+
+    supervisor = Supervisor(logger=logger.getChild("services"))
+    supervisor.add(Essential("shares", writer.run, health=lambda: (
+        None if writer.database_up else
+        "database unreachable: shares are spooled to disk until it answers")))
+    stuck_after = intervals.stuck_after
+    supervisor.add(Periodic("blocks", tracker.check, intervals.blocks, wake=tracker.wakeup,
+                            stuck_after=stuck_after))
+    supervisor.add(Periodic("payments", pay, config.pool.payment_interval,
+                            stuck_after=max(stuck_after, 2 * config.pool.payment_interval)))
+    supervisor.add(Periodic("stats", roll, intervals.stats, stuck_after=stuck_after))
+    return supervisor

@@ -9,16 +9,23 @@ database, which on SQLite only the pool user may open.
 
 The file is replaced atomically (a temporary file renamed over it), so a reader never
 sees half of it; its ``updated`` time tells the reader whether the engine still runs.
+
+``services`` tells whether each background service works (see supervision.py):
+``{"<name>": {"state": "ok" | "degraded", "reason": str | null, "since": ISO time |
+null}}`` for ``shares`` (the share writer), ``blocks`` (the block tracker),
+``payments``, ``stats`` (the roll-up) and ``status`` (this file). When the database does
+not answer, the file is still written, without the figures that come from it (null),
+so the web shows the pool as up but degraded rather than offline.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from multipool.accounting.schema import blocks
 from multipool.accounting.stats import pool_activity
 from multipool.atomicfile import write_atomically
+from multipool.chain.sync import SyncState
 from multipool.config import CoinConfig, format_coins, to_units
-from multipool.engine import PoolEngine
+from multipool.supervision import Health
 
 STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
@@ -44,32 +52,51 @@ def _iso(time: datetime | None) -> str | None:
     return time.isoformat()
 
 
-class PublicStatusWriter:
-    """Writes the pool's public status file until cancelled."""
+class EngineView(Protocol):
+    """What the status shows of the running engine (PoolEngine has it)."""
 
-    def __init__(self, *, config: CoinConfig, database: AsyncEngine, engine: PoolEngine,
-                 directory: Path, interval: float = 30.0,
+    @property
+    def sync_state(self) -> SyncState | None: ...
+
+    @property
+    def stratum_open(self) -> bool: ...
+
+
+class PublicStatusWriter:
+    """Writes the pool's public status file, one round per :meth:`publish`."""
+
+    def __init__(self, *, config: CoinConfig, database: AsyncEngine, engine: EngineView,
+                 directory: Path, services: Callable[[], Mapping[str, Health]],
                  logger: logging.Logger | None = None):
         self.config = config
         self.database = database
         self.engine = engine
+        self.services = services
         self.path = directory / STATUS_FILE
-        self.interval = interval
         self.logger = logger or logging.getLogger("multipool.public")
 
-    async def run(self) -> None:
-        while True:
-            try:
-                self.write(await self.status())
-            except (OSError, SQLAlchemyError) as exc:
-                # The web shows the pool as offline once the file is stale: say why here.
-                self.logger.warning("cannot publish the pool status to %s: %s", self.path,
-                                    exc)
-            await asyncio.sleep(self.interval)
+    async def publish(self) -> None:
+        """Write the status file once. When the database fails, the file is written
+        without its figures and the error is raised (the status service is then shown
+        degraded, in the next file). A file that cannot be written raises OSError."""
+        now = datetime.now(UTC)
+        document = self.document(now)
+        try:
+            await self.add_activity(document, now)
+        except (SQLAlchemyError, OSError):  # OSError: a driver's refused connection
+            self.write(document)
+            raise
+        self.write(document)
 
     async def status(self, now: datetime | None = None) -> dict[str, Any]:
         """The status document (the contract of web/<prefix>/status.json)."""
         now = now or datetime.now(UTC)
+        document = self.document(now)
+        await self.add_activity(document, now)
+        return document
+
+    def document(self, now: datetime) -> dict[str, Any]:
+        """The document with what the engine knows itself; the database's figures null."""
         config, engine = self.config, self.engine
         state = engine.sync_state
         document: dict[str, Any] = {
@@ -93,7 +120,13 @@ class PublicStatusWriter:
             "blocks": {"last_height": None, "last_time": None, "last_status": None,
                        "found_24h": None},
             "payments": {"last_time": None, "last_status": None},
+            "services": {name: health.to_json() for name, health in self.services().items()},
         }
+        return document
+
+    async def add_activity(self, document: dict[str, Any], now: datetime) -> None:
+        """Fill in hashrate, miners, blocks and payments from the database."""
+        config = self.config
         async with self.database.connect() as connection:
             activity = await pool_activity(connection, algorithm=config.coin.algorithm,
                                            window_seconds=WINDOW_SECONDS, now=now)
@@ -109,7 +142,6 @@ class PublicStatusWriter:
                               "found_24h": int(found)}
         document["payments"] = {"last_time": _iso(activity.last_payment_time),
                                 "last_status": activity.last_payment_status}
-        return document
 
     def write(self, document: dict[str, Any]) -> None:
         """Replace the status file atomically; readable by the directory's group. Not

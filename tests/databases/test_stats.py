@@ -29,6 +29,7 @@ from multipool.accounting.stats import (
     share_counts,
     workers,
 )
+from multipool.supervision import Periodic, Supervisor
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 # Hashes per unit of share difficulty, by hand: 2**256 / diff1_target with the sha256d
@@ -297,8 +298,8 @@ async def test_prune_stats(engine: AsyncEngine):
         Counter({key: value for key, value in rejects.items() if key[0] >= cutoff}))
 
 
-async def test_run_retries_after_database_error(engine: AsyncEngine,
-                                                caplog: pytest.LogCaptureFixture):
+async def test_a_failed_roll_up_is_retried_under_the_supervisor(
+        engine: AsyncEngine, caplog: pytest.LogCaptureFixture):
     rows = random_shares(9, 50, T0, 2)
     await insert_shares(engine, rows)
     roller = StatsRoller(engine)
@@ -313,12 +314,17 @@ async def test_run_retries_after_database_error(engine: AsyncEngine,
         return rolled
 
     roller.roll = flaky_roll  # type: ignore[method-assign]
-    with caplog.at_level(logging.WARNING):
-        task = asyncio.create_task(roller.run(interval=0.01))
-        async with asyncio.timeout(30):
-            await done.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-    assert "stats roll-up failed, will retry" in caplog.text
+    supervisor = Supervisor()
+    supervisor.FIRST_RETRY = 0.01
+    supervisor.add(Periodic("stats", roller.roll, 3600))
+    with caplog.at_level(logging.INFO):
+        supervisor.start(on_fatal=lambda error: None)
+        try:
+            async with asyncio.timeout(30):
+                await done.wait()
+        finally:
+            await supervisor.stop(5)
+    assert "stats failed, degraded until a round succeeds" in caplog.text
+    assert "stats recovered after 1 failed round(s)" in caplog.text
+    assert supervisor.states()["stats"].state == "ok"
     assert await stored(engine) == tally(rows)

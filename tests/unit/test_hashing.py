@@ -13,13 +13,12 @@ import pytest
 CHILD = """
 import asyncio, sys
 from multipool.chain.pow import ALGORITHMS
-from multipool.stratum.hashing import HashBatcher, worker_pool
+from multipool.stratum.hashing import WorkerPool
 
 async def main():
-    executor = worker_pool(2)
-    batcher = HashBatcher(ALGORITHMS["scrypt"].pow_hash, executor, 2)
-    await batcher.warm_up()
-    print(" ".join(str(p) for p in executor._processes), flush=True)
+    pool = WorkerPool(ALGORITHMS["scrypt"].pow_hash, 2)
+    await pool.start()
+    print(" ".join(str(w.pid) for w in pool.workers.values()), flush=True)
     await asyncio.sleep(3600)
 
 asyncio.run(main())

@@ -19,6 +19,7 @@ from multipool.accounting.schema import blocks, shares
 from multipool.accounting.tracker import BlockTracker
 from multipool.accounting.writer import ShareWriter
 from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareRecord
+from multipool.supervision import Periodic, Supervisor
 
 
 def share(seq: int) -> ShareRecord:
@@ -110,7 +111,10 @@ async def test_tracker_wake_checks_at_once(tmp_path: Path):
 
     tracker = BlockTracker(engine=engine, daemon=Chain(),
                            policy=RewardPolicy(scheme="pplns", fee_percent=1.0))
-    task = asyncio.create_task(tracker.run(interval=3600))
+    # The tracker runs as the engine runs it: a periodic service of the supervisor.
+    supervisor = Supervisor()
+    supervisor.add(Periodic("blocks", tracker.check, 3600, wake=tracker.wakeup))
+    supervisor.start(on_fatal=lambda error: None)
     try:
         async with asyncio.timeout(5):
             while Chain.calls < 1:
@@ -119,8 +123,7 @@ async def test_tracker_wake_checks_at_once(tmp_path: Path):
             while Chain.calls < 2:  # well before the hour-long interval
                 await asyncio.sleep(0.01)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await supervisor.stop(5)
         await engine.dispose()
     assert Chain.calls == 2
 

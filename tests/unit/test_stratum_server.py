@@ -47,7 +47,7 @@ class Pool:
 
 async def start_pool(*, bits: str = "207fffff", difficulty: float = 1e-6,
                      limits: SessionLimits | None = None, tls: tuple[str, str] | None = None,
-                     **stratum: object):
+                     algorithm: str = "sha256d", hash_workers: int = 2, **stratum: object):
     daemon = FakeTemplateDaemon(bits=bits)
     sink = MemoryShareSink()
     config = StratumSection(
@@ -60,9 +60,9 @@ async def start_pool(*, bits: str = "207fffff", difficulty: float = 1e-6,
     jobs = JobManager(daemon=daemon, rules=("segwit",), payout_script=PAYOUT,
                       extranonce_size=4 + config.extranonce2_size, pool_tag=b"/test/",
                       on_job=lambda job: server.broadcast(job))
-    server = StratumServer(config=config, algorithm=ALGORITHMS["sha256d"], jobs=jobs,
+    server = StratumServer(config=config, algorithm=ALGORITHMS[algorithm], jobs=jobs,
                            sink=sink, submitter=daemon, check_address=check_address,
-                           limits=limits)
+                           limits=limits, hash_workers=hash_workers)
     task = asyncio.create_task(jobs.run())
     await asyncio.wait_for(jobs.first_job.wait(), 5)
     await server.start()
@@ -199,7 +199,7 @@ async def test_share_not_meeting_network_target_is_not_a_block():
         ("nonce_wrong_size", 20),
         ("version_bits_without_rolling", 20),
         ("wrong_param_count", 20),
-        ("unknown_job", 21),
+        ("unknown_job", 20),
         ("unauthorized_worker", 24),
     ],
 )
@@ -382,19 +382,27 @@ async def test_flood_is_throttled_not_fatal():
         await started.server.close()
 
 
-async def test_tls_port_serves_stratum(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def make_cert(directory) -> tuple[str, str]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
                     "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    started, task = await start_pool(tls=(str(cert), str(key)))
+    return str(cert), str(key)
+
+
+async def tls_client(port: int, cert: str) -> RawClient:
+    context = ssl.create_default_context(cafile=cert)
+    context.check_hostname = False
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+    return RawClient(reader, writer)
+
+
+async def test_tls_port_serves_stratum(tmp_path):
+    cert, key = make_cert(tmp_path)
+    started, task = await start_pool(tls=(cert, key))
     try:
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
-        reader, writer = await asyncio.open_connection("127.0.0.1", started.port,
-                                                       ssl=context)
-        client = RawClient(reader, writer)
+        client = await tls_client(started.port, cert)
         reply = await client.call("mining.subscribe", [])
         assert reply["error"] is None and len(reply["result"][1]) == 8
         # A plain-text client on the TLS port gets no stratum answer.
@@ -407,16 +415,120 @@ async def test_tls_port_serves_stratum(tmp_path):
         await started.server.close()
 
 
+async def eof_after(reader: asyncio.StreamReader, timeout: float) -> float:
+    """Seconds until the server closes the connection (fails after ``timeout``)."""
+    began = time.monotonic()
+    async with asyncio.timeout(timeout):
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize("cap", ["max_connections_per_ip", "max_connections"])
+async def test_tls_handshakes_count_against_the_caps_and_time_out(tmp_path, cap: str):
+    """Connections on a TLS port that never complete their handshake hold their slot
+    under the caps from the start (a third is refused at once), and only until the
+    handshake timeout; then a real TLS miner gets in."""
+    cert, key = make_cert(tmp_path)
+    limits = replace(SessionLimits(), tls_handshake_timeout=1.5)
+    started, task = await start_pool(tls=(cert, key), limits=limits, **{cap: 2})
+    try:
+        stalled = [await asyncio.open_connection("127.0.0.1", started.port)
+                   for _ in range(2)]
+        began = time.monotonic()
+        while started.server.handshaking < 2:
+            assert time.monotonic() - began < 5, "the server did not accept both"
+            await asyncio.sleep(0.01)
+        refused, refused_writer = await asyncio.open_connection("127.0.0.1", started.port)
+        assert await eof_after(refused, 5) < 1.0  # refused, not left to time out
+        # The stalled ones are cut at the handshake timeout, not 60 s later.
+        for reader, _ in stalled:
+            assert await eof_after(reader, 10) < 5
+        assert time.monotonic() - began >= 1.4
+        assert started.server.handshaking == 0
+        client = await tls_client(started.port, cert)
+        assert (await client.call("mining.subscribe", []))["error"] is None
+        assert len(started.server.sessions) == 1
+        await client.close()
+        for _, writer in [*stalled, (refused, refused_writer)]:
+            writer.close()
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_a_tls_session_releases_its_slot_when_it_closes(tmp_path):
+    cert, key = make_cert(tmp_path)
+    started, task = await start_pool(tls=(cert, key), max_connections_per_ip=1)
+    try:
+        for _ in range(3):  # one at a time fits the cap of one, again and again
+            client = await tls_client(started.port, cert)
+            assert (await client.call("mining.subscribe", []))["error"] is None
+            await client.close()
+            while started.server.sessions:
+                await asyncio.sleep(0.01)
+        assert started.server.guard.stats == {}
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
 async def test_stale_shares_do_not_ban():
+    """Shares for a job the pool issued and retired (a new block came) are stale:
+    code 21, and any number of them never bans."""
     started, task = await start_pool(ban_min_shares=10, ban_seconds=60)
     try:
         client, _, _, notify = await ready_client(started.port)
+        started.daemon.new_block()
+        fresh = await client.wait_notification("mining.notify")
+        assert fresh["params"][0] != notify[0]
         for i in range(30):
-            reply = await client.call("mining.submit", [GOOD + ".rig1", "gone", f"{i:08x}",
-                                                        notify[7], "00000000"])
-            assert reply["error"][0] == 21
+            reply = await client.call("mining.submit", [GOOD + ".rig1", notify[0],
+                                                        f"{i:08x}", notify[7], "00000000"])
+            assert reply["error"] == [21, "job not found (stale)", None]
         assert not started.server.guard.is_banned("127.0.0.1")
         assert (await client.call("mining.ping", []))["result"] == "pong"
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_unknown_job_ids_count_as_invalid_and_ban():
+    """A job id the pool never issued is the miner's error, not the network's: code 20
+    "unknown job id", counted toward the invalid-share ban like any invalid share."""
+    started, task = await start_pool(ban_min_shares=10, ban_seconds=60)
+    try:
+        client, _, _, notify = await ready_client(started.port)
+        replies = []
+        for i in range(10):
+            replies.append(await client.call("mining.submit", [
+                GOOD + ".rig1", f"never{i}", f"{i:08x}", notify[7], "00000000"]))
+        assert [r["error"] for r in replies] == [[20, "unknown job id", None]] * 10
+        assert await client.closed()
+        assert started.server.guard.is_banned("127.0.0.1")
+        assert started.sink.rejects_by_code[20] == 10
+    finally:
+        task.cancel()
+        await started.server.close()
+
+
+async def test_a_job_retired_long_ago_is_unknown_not_stale():
+    """Only recently retired ids are stale: past STALE_FOR the id is unknown (20)."""
+    started, task = await start_pool()
+    try:
+        client, _, _, notify = await ready_client(started.port)
+        started.daemon.new_block()
+        await client.wait_notification("mining.notify")
+        params = [GOOD + ".rig1", notify[0], "00000001", notify[7], "00000000"]
+        assert (await client.call("mining.submit", params))["error"][0] == 21
+        # The pool retired it STALE_FOR seconds ago: move its retirement back in time.
+        started.jobs.retired[notify[0]] -= started.jobs.STALE_FOR
+        params[2] = "00000002"
+        assert (await client.call("mining.submit", params))["error"] == [
+            20, "unknown job id", None]
     finally:
         task.cancel()
         await started.server.close()

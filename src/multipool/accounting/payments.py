@@ -35,7 +35,6 @@ themselves while the wallet holds sends this database cannot explain (wallet_wat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -64,7 +63,6 @@ from multipool.accounting.schema import (
     payments,
     settings,
 )
-from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.rpc import DaemonClient, DaemonError, DaemonUnavailable
 from multipool.config import CoinConfig, format_coins, to_coins, to_units
 from multipool.failpoints import failpoint
@@ -180,18 +178,6 @@ class PaymentProcessor:
                    fee_account=pool.fee_address or POOL_FEE,
                    confirmations=pool.payment_confirmations, lock_ttl=pool.payment_lock_ttl,
                    logger=logger)
-
-    async def run(self, interval: float) -> None:
-        """Pay every ``interval`` seconds until cancelled; failures are logged and the
-        next run takes up whatever was left unfinished."""
-        while True:
-            try:
-                report = await self.run_once()
-                if report.status not in ("nothing_due", "paused"):
-                    self.logger.info("payment run: %s %s", report.status, report.message)
-            except (DaemonError, BuildError, LockLost, *DATABASE_DOWN) as exc:
-                self.logger.warning("payment run failed, will retry: %s", exc)
-            await asyncio.sleep(interval)
 
     def _deadline(self) -> Any:
         """No wallet call past the lock's expiry less the margin (see DaemonClient)."""

@@ -19,7 +19,6 @@ current minute is still being rolled. Minutes are stored and returned as UTC dat
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -40,7 +39,6 @@ from multipool.accounting.schema import (
     stats_minute,
     stats_rejects,
 )
-from multipool.accounting.writer import DATABASE_DOWN
 from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
 from multipool.errors import PoolError
 from multipool.stratum.protocol import OTHER
@@ -217,18 +215,6 @@ class StatsRoller:
         self.engine = engine
         self.chunk_size = chunk_size
         self.logger = logger or logging.getLogger(__name__)
-
-    async def run(self, interval: float = 60.0) -> None:
-        """Roll every ``interval`` seconds until cancelled; a database outage (or another
-        roller's interference) is logged and tried again next time."""
-        while True:
-            try:
-                rolled = await self.roll()
-            except (StatsConflict, *DATABASE_DOWN) as exc:
-                self.logger.warning("stats roll-up failed, will retry: %s", exc)
-            else:
-                self.logger.debug("rolled up %d shares", rolled)
-            await asyncio.sleep(interval)
 
     async def roll(self) -> int:
         """Roll up every share not rolled yet; return how many were rolled."""

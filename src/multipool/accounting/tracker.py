@@ -25,7 +25,6 @@ transaction, and confirmed is final, so a block is credited exactly once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from multipool.accounting.chainscan import FIRST_SCAN_DEPTH, ChainReconciler
 from multipool.accounting.rounds import RewardPolicy, credit_block, split_new_blocks
 from multipool.accounting.schema import blocks
-from multipool.accounting.writer import CANDIDATE, DATABASE_DOWN
+from multipool.accounting.writer import CANDIDATE
 from multipool.chain.rpc import DaemonError
 
 # Bitcoin Core's "Block not found".
@@ -81,7 +80,8 @@ class BlockTracker:
         self.engine = engine
         self.daemon = daemon
         self.policy = policy
-        self._wake = asyncio.Event()
+        # Set by wake(); the engine's supervisor runs a check as soon as it is set.
+        self.wakeup = asyncio.Event()
         self.maturity = maturity
         self.margin = margin
         self.candidate_grace = candidate_grace
@@ -93,24 +93,10 @@ class BlockTracker:
                             logger=self.logger)
             if pool_tag and payout_script else None)
 
-    async def run(self, interval: float = 60.0) -> None:
-        """Check every ``interval`` seconds until cancelled; a daemon or database outage
-        is logged and tried again next time."""
-        while True:
-            try:
-                await self.check()
-            except (DaemonError, *DATABASE_DOWN) as exc:
-                self.logger.warning("block check failed, will retry: %s", exc)
-            # asyncio.timeout, not wait_for: see JobManager._refresh_loop.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-            self._wake.clear()
-
     def wake(self) -> None:
         """Check now rather than at the next interval: a block was just recorded, and its
         reward snapshot is written at once."""
-        self._wake.set()
+        self.wakeup.set()
 
     async def _header_confirmations(self, hash_hex: str) -> int | None:
         """Confirmations of a block: -1 when it is off the best chain, None when the

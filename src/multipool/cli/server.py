@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from multipool.cli.common import (
     console,
     reported_errors,
 )
+from multipool.cli.exits import exit_logged
 from multipool.cli.logs import setup_logging
 from multipool.config import CoinConfig, format_coins, load_coin_config, load_server_config
 from multipool.errors import ConfigError
@@ -121,6 +123,11 @@ def run(
 ) -> None:
     """Run the coins' daemons and pool engines in the foreground (hosts without systemd),
     restarting what exits, until Ctrl-C or SIGTERM."""
+    with exit_logged("multipool run", logging.getLogger("multipool.run")):
+        _run_services(prefixes, root, log_level)
+
+
+def _run_services(prefixes: list[str] | None, root: Path, log_level: str) -> None:
     with reported_errors():
         layout = open_layout(root.resolve())
         specs = server_services(layout, prefixes)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from multipool.cli.common import DEFAULT, RootOption, reported_errors
+from multipool.cli.exits import exit_logged
 from multipool.cli.logs import setup_logging
 from multipool.cli.pool import refuse_root
 from multipool.errors import ConfigError
@@ -33,6 +35,12 @@ def serve(
     """Serve the pools' page and JSON API in the foreground until Ctrl-C or SIGTERM.
 
     It reads only ROOT/web/<prefix>/status.json and needs no secret: settings are options."""
+    with exit_logged("web process", logger):
+        _serve(root, listen, public_host, allow_root, log_level)
+
+
+def _serve(root: Path, listen: str, public_host: str, allow_root: bool,
+           log_level: str) -> None:
     refuse_root(allow_root, user="the web user (multipool-web)")
     with reported_errors():
         host, port = parse_listen(listen)

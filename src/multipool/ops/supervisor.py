@@ -6,6 +6,11 @@ argv, the same users (dropped to with setpriv when run as root), the same readin
 (a pool engine starts once its daemon answers RPC) and a restart policy like the units':
 a service that exits is started again after 1 s, then 2, 4 ... up to 60 s, the delay
 resetting once it has run for a minute. SIGINT/SIGTERM stop everything, dependents first.
+
+Every end of a service is logged with its exit code (or signal) and the last line its
+log holds from that run, so `multipool run`'s own output says why; a program that cannot
+be executed at all (missing, or out of reach of the service's user) is logged in both
+logs, with the exit code a shell gives it (127, 126), and tried again like a crash.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.errors import PoolError
 from multipool.ops.commands import as_user_argv
 from multipool.ops.services import RpcReady, ServiceSpec
+from multipool.supervision import describe_exit
 
 logger = logging.getLogger("multipool.run")
 
@@ -108,7 +114,21 @@ class Supervisor:
         for dependency in spec.after:
             await self.states[dependency].ready.wait()
         while True:
-            process = await self._start(state)
+            log_start = self._log_size(spec)
+            try:
+                process = await self._start(state)
+            except OSError as exc:
+                # A shell's codes: 127 not found, 126 found but not executable.
+                code = 127 if isinstance(exc, FileNotFoundError) else 126
+                state.starts += 1  # a start that failed: shown as restarting (exit N)
+                state.last_exit = code
+                self._note_in_log(spec, f"cannot execute {self.argv(spec)[0]}: {exc} "
+                                        f"(exit code {code})")
+                logger.error("%s cannot be started: %s (exit code %d); trying again in "
+                             "%.0f s", spec.name, exc, code, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_delay)
+                continue
             began = time.monotonic()
             waiter = asyncio.create_task(process.wait())
             try:
@@ -121,13 +141,47 @@ class Supervisor:
             self._processes.pop(spec.name, None)
             if time.monotonic() - began >= self.STABLE_AFTER:
                 delay = self.first_delay
-            logger.warning("%s exited with code %s; starting it again in %.0f s "
-                           "(log: %s)", spec.name, code, delay, self._log_file(spec))
+            last_words = self._last_words(spec, log_start)
+            self._note_in_log(spec, f"{spec.name} exited ({describe_exit(code)})")
+            logger.warning("%s exited (%s); starting it again in %.0f s (log: %s): %s",
+                           spec.name, describe_exit(code), delay, self._log_file(spec),
+                           last_words)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_delay)
 
     def _log_file(self, spec: ServiceSpec) -> Path:
         return self.log_dir / f"{spec.name}.log"
+
+    def _log_size(self, spec: ServiceSpec) -> int:
+        try:
+            return self._log_file(spec).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # How much of a log's end is read for a service's last words.
+    LAST_WORDS_BYTES = 4096
+
+    def _last_words(self, spec: ServiceSpec, since: int) -> str:
+        """The last non-empty line the service wrote to its log since offset ``since``,
+        or a note that it wrote none (itself a clue: an exit before any logging)."""
+        try:
+            with open(self._log_file(spec), "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(since, size - self.LAST_WORDS_BYTES))
+                tail = log.read().decode(errors="replace")
+        except OSError as exc:
+            return f"its log cannot be read ({exc})"
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        return repr(lines[-1][-300:]) if lines else "it wrote nothing to its log"
+
+    def _note_in_log(self, spec: ServiceSpec, line: str) -> None:
+        """Say in the service's own log what `multipool run` saw of it."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            with open(self._log_file(spec), "a", encoding="utf-8") as log:
+                log.write(f"{stamp} multipool run: {line}\n")
+        except OSError as exc:
+            logger.warning("cannot write to %s: %s", self._log_file(spec), exc)
 
     async def _start(self, state: ServiceState) -> asyncio.subprocess.Process:
         spec = state.spec

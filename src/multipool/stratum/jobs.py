@@ -6,6 +6,11 @@ and by :meth:`JobManager.new_block_signal` for blocknotify/ZMQ style signals. Th
 template is also refreshed every ``template_refresh`` seconds so new transactions (and
 their fees) reach the miners. Jobs built on an older tip are retired at once: a share
 for them is stale, and no job is ever sent on a template older than the tip.
+
+The ids of retired jobs are remembered for a while (:meth:`JobManager.retired_recently`),
+so a share for one is told apart from a share for an id the pool never issued (or retired
+so long ago that no honest miner still works on it): the first is stale, the network's
+doing; the second is the miner's error.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ class JobManager:
 
     # Older jobs on the current tip stay valid for shares in flight after a refresh.
     MAX_JOBS_PER_TIP = 16
+    # A retired job's shares count as stale this long (seconds): a miner hands in the
+    # shares it found on a job within seconds of the next one. Older ones are unknown.
+    STALE_FOR = 300.0
+    # Retired ids remembered at most (a regtest pool retires a job a second or more).
+    RETIRED_MEMORY = 4096
     # Backoff while the daemon cannot give templates (not connected, in IBD, down).
     RETRY_DELAYS = (0.5, 1, 2, 5, 10)
 
@@ -84,6 +94,8 @@ class JobManager:
         self.on_job = on_job
         self.logger = logger or logging.getLogger(__name__)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
+        # Retired job ids and when they were retired (monotonic), oldest first.
+        self.retired: OrderedDict[str, float] = OrderedDict()
         self.current: Job | None = None
         self.first_job = asyncio.Event()
         self._next_id = int(time.time()) & 0xFFFF_0000
@@ -96,6 +108,19 @@ class JobManager:
     def get(self, job_id: str) -> Job | None:
         """Given a job id, return the job if it is still on the current tip."""
         return self.jobs.get(job_id)
+
+    def retired_recently(self, job_id: str, now: float | None = None) -> bool:
+        """Given a job id, say whether the pool issued it and retired it less than
+        STALE_FOR seconds ago."""
+        retired_at = self.retired.get(job_id)
+        if retired_at is None:
+            return False
+        return (time.monotonic() if now is None else now) - retired_at < self.STALE_FOR
+
+    def _retire(self, job: Job, now: float) -> None:
+        self.retired[job.job_id] = now
+        while len(self.retired) > self.RETIRED_MEMORY:
+            self.retired.popitem(last=False)
 
     @property
     def tip_le(self) -> bytes | None:
@@ -141,11 +166,14 @@ class JobManager:
         job_id = f"{self._next_id & 0xFFFFFFFF:x}"
         clean = new_tip or force_clean
         job = Job(job_id, work, time.monotonic(), clean, _notify_params(job_id, work))
+        now = time.monotonic()
         if clean:
+            for old in self.jobs.values():
+                self._retire(old, now)
             self.jobs.clear()
         self.jobs[job_id] = job
         while len(self.jobs) > self.MAX_JOBS_PER_TIP:
-            self.jobs.popitem(last=False)
+            self._retire(self.jobs.popitem(last=False)[1], now)
         self.current = job
         if new_tip:
             self.logger.info("new block template: height %d on %s, %d transactions",

@@ -1,21 +1,27 @@
 """The stratum server of one coin: listeners, the session table, share checks, blocks.
 
 Share checks follow a fixed order, each failure with its standard code: 25 not
-subscribed, 24 unauthorized worker, 21 job not found or stale, 20 bad extranonce2 /
-ntime / nonce / version bits, 22 duplicate, 23 low difficulty. Scrypt hashing runs in
-worker processes, in batches (stratum/hashing.py), so every core checks shares.
+subscribed, 24 unauthorized worker, 21 "job not found (stale)" for a job the pool issued
+and retired in the last five minutes, 20 "unknown job id" for any other id (the pool
+never issued it, or retired it long ago), 20 bad extranonce2 / ntime / nonce / version
+bits, 22 duplicate, 23 low difficulty. Every rejection but a stale share counts toward
+the IP's invalid-share ban: a stale share is the network's doing, an unknown job id the
+miner's. Scrypt hashing runs in supervised worker processes, in batches
+(stratum/hashing.py), so every core checks shares. A share whose check finishes after
+its connection closed (the miner left, the ports closed) is still credited, and a block
+it solves is still submitted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any
 
 from multipool.chain.pow import Algorithm, hash_to_int
@@ -23,7 +29,7 @@ from multipool.config import PortConfig, StratumSection
 from multipool.stratum import protocol as p
 from multipool.stratum.bans import IpGuard
 from multipool.stratum.blocks import BlockSubmissions, BlockSubmitterAPI
-from multipool.stratum.hashing import HashBatcher, worker_pool
+from multipool.stratum.hashing import HashBatcher, WorkerPool
 from multipool.stratum.jobs import Job, JobManager
 from multipool.stratum.protocol import StratumError
 from multipool.stratum.session import (
@@ -34,6 +40,7 @@ from multipool.stratum.session import (
     parse_submit,
 )
 from multipool.stratum.sink import ShareRecord, ShareSink
+from multipool.stratum.tls import TlsAcceptor
 from multipool.stratum.vardiff import VardiffPolicy
 
 
@@ -42,6 +49,8 @@ class StratumServer:
 
     # How often idle and unsubscribed sessions are swept, and vardiff idle checks run.
     SWEEP_INTERVAL = 5.0
+    # On shutdown, seconds the share checks in flight get to finish (their blocks).
+    DRAIN_TIMEOUT = 10.0
 
     def __init__(
         self,
@@ -53,7 +62,8 @@ class StratumServer:
         submitter: BlockSubmitterAPI,
         check_address: Callable[[str], object],
         limits: SessionLimits | None = None,
-        executor: Executor | None = None,
+        hash_pool: WorkerPool | None = None,
+        hash_workers: int | None = None,
         node_id: int = 0,
         logger: logging.Logger | None = None,
     ):
@@ -71,11 +81,17 @@ class StratumServer:
                              ban_seconds=config.ban_seconds,
                              invalid_percent=config.ban_invalid_percent,
                              min_shares=config.ban_min_shares)
-        self._own_executor = executor is None
-        workers = os.cpu_count() or 2
-        # Only slow algorithms need workers; the pool starts its processes lazily.
-        self.executor = executor or worker_pool(workers)
-        self.hasher = HashBatcher(algorithm.pow_hash, self.executor, workers)
+        # Only slow algorithms need workers. A given pool is the caller's to start and
+        # close; our own (``hash_workers`` processes, default one per core) starts with
+        # the ports and stops in close().
+        self._own_pool = hash_pool is None
+        self.hash_pool = hash_pool or WorkerPool(
+            algorithm.pow_hash, hash_workers or os.cpu_count() or 2,
+            logger=self.logger.getChild("hashing"))
+        self.hasher = HashBatcher(self.hash_pool)
+        # Connections on a TLS port still in their handshake (counted under the caps).
+        self.handshakes: set[TlsAcceptor] = set()
+        self._handshaking = 0
         self._servers: list[asyncio.Server] = []
         self._next_session = 0
         # Extranonce1 is 4 bytes: the top byte names the node (for several engines on
@@ -95,15 +111,20 @@ class StratumServer:
         raises OSError, with none of them left open."""
         if self._servers:
             return
-        if self.algorithm.slow:
-            await self.hasher.warm_up()
+        if self.algorithm.slow and not self.hash_pool.started:
+            await self.hash_pool.start()
         loop = asyncio.get_running_loop()
         for port in self.config.ports:
+            context = self._tls_context(port)
+            factory: Callable[[], asyncio.Protocol]
+            if context is None:
+                factory = functools.partial(self.new_session, port)
+            else:
+                factory = functools.partial(TlsAcceptor, self, port, context)
             try:
                 server = await loop.create_server(
-                    lambda port=port: self._new_session(port),
-                    self.config.host, port.port, ssl=self._tls_context(port),
-                    reuse_address=True, backlog=1024)
+                    factory, self.config.host, port.port, reuse_address=True,
+                    backlog=1024)
             except BaseException:
                 await self.stop_listening()
                 raise
@@ -145,16 +166,23 @@ class StratumServer:
         for server in servers:
             server.close()
         if disconnect is not None:
+            for acceptor in list(self.handshakes):
+                acceptor.abort()
             for session in list(self.sessions.values()):
                 session.close(disconnect)
         for server in servers:
             await server.wait_closed()
 
     async def close(self) -> None:
+        """Disconnect everyone, let the share checks in flight finish (a block among
+        them is still submitted), wait for block submissions, stop our workers."""
         await self.stop_listening("server shutting down")
+        if not await self.hasher.drain(self.DRAIN_TIMEOUT):
+            self.logger.error("%d share checks still unanswered after %g s at shutdown",
+                              self.hasher.in_flight, self.DRAIN_TIMEOUT)
         await self.blocks.wait()
-        if self._own_executor:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_pool:
+            await self.hash_pool.close()
 
     def sweep(self, now: float) -> None:
         """Close sessions that never subscribed or went quiet; lower vardiff of quiet ones;
@@ -172,17 +200,45 @@ class StratumServer:
 
     # -- sessions ------------------------------------------------------------------
 
-    def _new_session(self, port: PortConfig) -> StratumSession:
+    def new_session(self, port: PortConfig, *, reserved: bool = False) -> StratumSession:
         self._next_session += 1
-        return StratumSession(self, port, self._next_session)
+        return StratumSession(self, port, self._next_session, reserved=reserved)
+
+    def reserve(self, ip: str, *, handshake: bool = False) -> str | None:
+        """Count a new connection from ``ip`` under the global and per-IP caps; return
+        why it is refused, or None. ``handshake``: a TLS connection not yet through its
+        handshake (see :meth:`handshake_done`)."""
+        if len(self.sessions) + self._handshaking >= self.config.max_connections:
+            return "server is at its connection limit"
+        refusal = self.guard.admit(ip)
+        if refusal is None and handshake:
+            self._handshaking += 1
+        return refusal
+
+    def release(self, ip: str, *, handshake: bool = False) -> None:
+        """Free a slot taken by :meth:`reserve` that never became a session."""
+        if handshake:
+            self._handshaking -= 1
+        self.guard.release(ip)
+
+    @property
+    def handshaking(self) -> int:
+        """TLS connections in their handshake (counted under the caps)."""
+        return self._handshaking
+
+    def handshake_done(self) -> None:
+        """A TLS connection's slot passes from its handshake to its session."""
+        self._handshaking -= 1
 
     def admit(self, session: StratumSession) -> str | None:
-        if len(self.sessions) >= self.config.max_connections:
-            return "server is at its connection limit"
-        refusal = self.guard.admit(session.ip)
-        if refusal is None:
-            self.sessions[session.session_id] = session
-        return refusal
+        """Take a new session into the table (counting it, unless it was counted
+        already); return why it is refused, or None."""
+        if not session.reserved:
+            refusal = self.reserve(session.ip)
+            if refusal is not None:
+                return refusal
+        self.sessions[session.session_id] = session
+        return None
 
     def forget(self, session: StratumSession) -> None:
         if self.sessions.pop(session.session_id, None) is not None:
@@ -226,10 +282,10 @@ class StratumServer:
             return
         session.pending_checks += 1
 
-        def done(pow_hash: bytes | None) -> None:
+        def done(pow_hash: bytes) -> None:
+            # Finished even when the session closed meanwhile: the share is real work,
+            # and it may be a block (replies to a closed session go nowhere).
             session.pending_checks -= 1
-            if pow_hash is None or session.closing:
-                return
             self._finish(session, msg_id, worker, job, extranonce, header, pow_hash, now)
             session.checks_done()
 
@@ -246,7 +302,9 @@ class StratumServer:
             raise StratumError(p.UNAUTHORIZED, "unauthorized worker")
         job = self.jobs.get(job_id)
         if job is None:
-            raise StratumError(p.JOB_NOT_FOUND, "job not found (stale)")
+            if self.jobs.retired_recently(job_id):
+                raise StratumError(p.JOB_NOT_FOUND, "job not found (stale)")
+            raise StratumError(p.OTHER, "unknown job id")
         template = job.template
         pool_now = template.curtime + (time.monotonic() - job.created)
         if ntime < template.mintime or ntime > pool_now + MAX_NTIME_AHEAD:
@@ -275,7 +333,7 @@ class StratumServer:
                          StratumError(p.LOW_DIFFICULTY, "low difficulty share"),
                          None, now, worker=worker, job=job, share_difficulty=share_difficulty)
             return
-        session._reply(msg_id, True)
+        session.reply(msg_id, True)
         self.guard.share(session.ip, True)
         self.sink.record_share(ShareRecord(
             time=time.time(), address=worker.address, worker=worker.worker, ip=session.ip,
@@ -288,7 +346,7 @@ class StratumServer:
     def _reject(self, session: StratumSession, msg_id: Any, error: StratumError,
                 params: list[Any] | None, now: float, *, worker: Worker | None = None,
                 job: Job | None = None, share_difficulty: float = 0.0) -> None:
-        session._send_error(msg_id, error)
+        session.send_error(msg_id, error)
         session.share_result(False, now)
         if worker is None and params and isinstance(params[0], str):
             worker = session.workers.get(params[0])

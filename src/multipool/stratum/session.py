@@ -52,6 +52,9 @@ class SessionLimits:
     max_bad_messages: int = 50
     # Seconds a closed connection has to take our last words before it is cut.
     close_grace: float = 5.0
+    # Seconds a TLS client has to complete its handshake. Until then the connection
+    # holds a slot under the per-IP and global caps, so it must not hold it for long.
+    tls_handshake_timeout: float = 10.0
     # Distinct worker names one connection may authorize.
     max_workers: int = 64
     # Scrypt checks of one connection waiting for the thread pool; beyond this the
@@ -71,8 +74,12 @@ class Worker:
 class StratumSession(asyncio.Protocol):
     """The server side of one miner connection."""
 
-    def __init__(self, server: StratumServer, port: PortConfig, session_id: int):
+    def __init__(self, server: StratumServer, port: PortConfig, session_id: int, *,
+                 reserved: bool = False):
         self.server = server
+        # Already counted under the connection caps (a TLS connection is counted from
+        # the start of its handshake).
+        self.reserved = reserved
         self.port = port
         self.session_id = session_id
         self.limits = server.limits
@@ -115,6 +122,9 @@ class StratumSession(asyncio.Protocol):
             self.logger.info("refused connection from %s: %s", self.ip, refusal)
             self.closing = True
             transport.abort()
+            return
+        if self.buffer:  # sent in the same flight as the end of a TLS handshake
+            self._process_buffer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -125,7 +135,8 @@ class StratumSession(asyncio.Protocol):
             return
         self.buffer += data
         self.last_activity = time.monotonic()
-        self._process_buffer()
+        if self.transport is not None:
+            self._process_buffer()
 
     def _process_buffer(self) -> None:
         """Handle every complete line in the buffer (until a limit says stop), sending
@@ -135,7 +146,7 @@ class StratumSession(asyncio.Protocol):
             while not self.closing:
                 newline = buffer.find(b"\n", start)
                 if (newline if newline >= 0 else len(buffer)) - start > max_line:
-                    self._send_error(None, StratumError(p.OTHER, "line too long"))
+                    self.send_error(None, StratumError(p.OTHER, "line too long"))
                     self.close("sent a line longer than the limit")
                     return
                 if newline < 0:
@@ -209,14 +220,14 @@ class StratumSession(asyncio.Protocol):
     def _send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps(message, separators=(",", ":")).encode() + b"\n")
 
-    def _reply(self, msg_id: Any, result: Any) -> None:
+    def reply(self, msg_id: Any, result: Any) -> None:
         if result is True and type(msg_id) is int:
             # The answer to nearly every share: skip the JSON encoder.
             self.send_raw(b'{"id":%d,"result":true,"error":null}\n' % msg_id)
             return
         self._send({"id": msg_id, "result": result, "error": None})
 
-    def _send_error(self, msg_id: Any, error: StratumError) -> None:
+    def send_error(self, msg_id: Any, error: StratumError) -> None:
         self._send({"id": msg_id, "result": None, "error": error.to_json()})
 
     def notify(self, method: str, params: list[Any]) -> None:
@@ -272,11 +283,11 @@ class StratumSession(asyncio.Protocol):
         try:
             handler(self, msg_id, params)
         except StratumError as exc:
-            self._send_error(msg_id, exc)
+            self.send_error(msg_id, exc)
 
     def _bad_message(self, msg_id: Any, error: StratumError) -> None:
         self.bad_messages += 1
-        self._send_error(msg_id, error)
+        self.send_error(msg_id, error)
         if self.bad_messages > self.limits.max_bad_messages:
             self.close(f"sent {self.bad_messages} malformed or unknown requests")
 
@@ -287,7 +298,7 @@ class StratumSession(asyncio.Protocol):
             self.extranonce1 = self.server.allocate_extranonce1()
             self.subscribed = True
         sid = f"{self.session_id:x}"
-        self._reply(msg_id, [[["mining.set_difficulty", sid], ["mining.notify", sid]],
+        self.reply(msg_id, [[["mining.set_difficulty", sid], ["mining.notify", sid]],
                              self.extranonce1.hex(), self.server.extranonce2_size])
         self._maybe_start()
 
@@ -299,7 +310,7 @@ class StratumSession(asyncio.Protocol):
             fixed = self._parse_password(password)
         except StratumError as exc:
             # Reply, then disconnect: a miner with a wrong address must notice.
-            self._send_error(msg_id, exc)
+            self.send_error(msg_id, exc)
             self.close(f"authorization refused for {name[:100]!r}: {exc.message}")
             return
         if name not in self.workers and len(self.workers) >= self.limits.max_workers:
@@ -310,7 +321,7 @@ class StratumSession(asyncio.Protocol):
             self.vardiff = None
             self.difficulty = fixed
         self.logger.info("authorized %s from %s", name, self.ip)
-        self._reply(msg_id, True)
+        self.reply(msg_id, True)
         self._maybe_start()
 
     def _parse_worker(self, name: str) -> Worker:
@@ -355,7 +366,7 @@ class StratumSession(asyncio.Protocol):
                 result["version-rolling.mask"] = f"{self.version_mask:08x}"
             elif isinstance(ext, str):
                 result[ext[:64]] = False
-        self._reply(msg_id, result)
+        self.reply(msg_id, result)
 
     def m_suggest_difficulty(self, msg_id: Any, params: list[Any]) -> None:
         wanted = p.positive_number(params[0] if params else None, "difficulty")
@@ -363,17 +374,17 @@ class StratumSession(asyncio.Protocol):
             self.difficulty = min(self.port.ceiling, max(self.port.floor, wanted))
             if self.subscribed and self.workers and self.sent_difficulty is not None:
                 self.send_difficulty()
-        self._reply(msg_id, True)
+        self.reply(msg_id, True)
 
     def m_extranonce_subscribe(self, msg_id: Any, params: list[Any]) -> None:
         # Extranonce1 never changes during a session, so there is nothing to push later.
-        self._reply(msg_id, True)
+        self.reply(msg_id, True)
 
     def m_submit(self, msg_id: Any, params: list[Any]) -> None:
         self.server.submit(self, msg_id, params)
 
     def m_ping(self, msg_id: Any, params: list[Any]) -> None:
-        self._reply(msg_id, "pong")
+        self.reply(msg_id, "pong")
 
     HANDLERS = {
         "mining.subscribe": m_subscribe,
