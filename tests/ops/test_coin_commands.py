@@ -8,13 +8,14 @@ import json
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
 import multipool.catalog
 from multipool.cli.main import app
-from multipool.config import load_coin_config
+from multipool.config import CoinConfig, load_coin_config
 from multipool.ops.daemon_conf import port_free
 
 runner = CliRunner()
@@ -47,18 +48,31 @@ def test_two_coins_get_distinct_ports_and_their_own_tree(root: Path):
     add(root, "--prefix", "ltcb")
     a = load_coin_config(root / "coin" / "ltca" / "coin.toml")
     b = load_coin_config(root / "coin" / "ltcb" / "coin.toml")
-    ports_a = {a.daemon.rpc_url, a.daemon.p2p_port, a.daemon.peer_p2p_port,
-               a.daemon.peer_rpc_port, a.stratum.ports[0].port}
-    ports_b = {b.daemon.rpc_url, b.daemon.p2p_port, b.daemon.peer_p2p_port,
-               b.daemon.peer_rpc_port, b.stratum.ports[0].port}
-    assert len(ports_a) == len(ports_b) == 5 and not ports_a & ports_b
+
+    def ports(c: CoinConfig) -> set[int | None]:
+        return {urlsplit(c.daemon.rpc_url).port, c.daemon.p2p_port, c.daemon.onion_port,
+                c.daemon.peer_rpc_port, c.stratum.ports[0].port}
+
+    assert len(ports(a)) == len(ports(b)) == 5 and None not in ports(a) | ports(b)
+    assert not ports(a) & ports(b)
+    assert a.daemon.peer_p2p_port is None  # the companion listens nowhere
     assert a.daemon.rpc_password != b.daemon.rpc_password
     assert a.pool.state_dir == str(root / "pool" / "ltca")
     assert a.pool.database == f"sqlite:///{root / 'pool' / 'ltca' / 'pool.db'}"
     assert (root / "coin" / "ltca" / "litecoin.conf").resolve() == (
         root / "wallet" / "ltca" / "litecoin.conf")
-    peer_conf = (root / "wallet" / "ltca" / "peer" / "litecoin.conf").read_text()
-    assert f"addnode=127.0.0.1:{a.daemon.p2p_port}" in peer_conf
+    # Every listener pinned to the coin's own ports; the daemon and its companion meet
+    # only each other (the daemon connects out to no one).
+    conf = (root / "wallet" / "ltca" / "litecoin.conf").read_text().splitlines()
+    assert {f"bind=127.0.0.1:{a.daemon.p2p_port}",
+            f"bind=127.0.0.1:{a.daemon.onion_port}=onion", "listen=1", "listenonion=0",
+            "connect=0", "dnsseed=0", "discover=0"} <= set(conf)
+    assert [line for line in conf if line.startswith("bind=")] == [
+        f"bind=127.0.0.1:{a.daemon.p2p_port}", f"bind=127.0.0.1:{a.daemon.onion_port}=onion"]
+    peer_conf = (root / "wallet" / "ltca" / "peer" / "litecoin.conf").read_text().splitlines()
+    assert {f"connect=127.0.0.1:{a.daemon.p2p_port}", "listen=0", "listenonion=0",
+            "dnsseed=0", "discover=0"} <= set(peer_conf)
+    assert not any(line.startswith(("bind=", "port=", "addnode=")) for line in peer_conf)
     listed = json.loads(cli("coin", "list", "--root", str(root), "--json"))
     assert [c["prefix"] for c in listed] == ["ltca", "ltcb"]
 

@@ -64,15 +64,46 @@ def ports_in_use(layout: Layout, except_prefix: str) -> set[int]:
 
 
 def coin_ports(config: CoinConfig) -> set[int]:
+    """Every port the coin's processes listen on (and its obsolete ones, kept reserved)."""
+    return set(named_ports(config).values())
+
+
+def named_ports(config: CoinConfig) -> dict[str, int]:
+    """The coin's ports by the coin.toml key that sets them."""
     d = config.daemon
-    ports = {p.port for p in config.stratum.ports}
-    ports |= {port for port in (urlsplit(d.rpc_url).port, d.p2p_port, d.peer_p2p_port,
-                                d.peer_rpc_port) if port is not None}
-    if d.zmq_hashblock:
-        zmq_port = urlsplit(d.zmq_hashblock).port
-        if zmq_port is not None:
-            ports.add(zmq_port)
-    return ports
+    found = {f"stratum.ports[{i}]": p.port for i, p in enumerate(config.stratum.ports)}
+    candidates = {"daemon.rpc_url": urlsplit(d.rpc_url).port, "daemon.p2p_port": d.p2p_port,
+                  "daemon.onion_port": d.onion_port, "daemon.peer_rpc_port": d.peer_rpc_port,
+                  "daemon.peer_p2p_port": d.peer_p2p_port,
+                  "daemon.zmq_hashblock": (urlsplit(d.zmq_hashblock).port
+                                           if d.zmq_hashblock else None)}
+    found |= {key: port for key, port in candidates.items() if port is not None}
+    return found
+
+
+def check_ports(layout: Layout, config: CoinConfig) -> None:
+    """Refuse a coin whose ports repeat, or that another coin of the server uses: two
+    listeners on one port is how two daemons end up sharing a chain."""
+    ports = named_ports(config)
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"port {port} is also {seen[port]}: every listener needs a "
+                              "port of its own", file=config.path, key=key)
+        seen[port] = key
+    for prefix in layout.prefixes():
+        if prefix == config.coin.prefix:
+            continue
+        other = load_coin_config(layout.coin_file(prefix))
+        for key, port in named_ports(other).items():
+            if port in seen:
+                raise ConfigError(f"port {port} is {key} of coin {prefix!r} "
+                                  f"({other.path}): choose another", file=config.path,
+                                  key=seen[port])
+    d = config.daemon
+    if d.tor and d.conf_sections and d.onion_port is None:
+        raise ConfigError("needs daemon.onion_port, the local port Tor forwards to",
+                          file=config.path, key="daemon.tor")
 
 
 def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
@@ -94,13 +125,18 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
         wanted.append(defaults.stratum)
     if definition.zmq:
         wanted.append(defaults.rpc + 100)
+    # Core 0.21 and later bind an onion-service target; the daemons that read config
+    # sections (0.17+) get a port of their own for it (see daemon_conf).
+    if definition.conf_sections:
+        wanted.append(defaults.p2p + 1)
     if network == "regtest":
-        wanted += [defaults.p2p + 1, defaults.rpc + 1]
+        wanted.append(defaults.rpc + 1)
     given = iter(daemon_conf.allocate_ports(wanted, taken))
     rpc_port, p2p_port = next(given), next(given)
     stratum_port = request.stratum_port if request.stratum_port is not None else next(given)
     zmq_port = next(given) if definition.zmq else None
-    peer_p2p, peer_rpc = (next(given), next(given)) if network == "regtest" else (None, None)
+    onion_port = next(given) if definition.conf_sections else None
+    peer_rpc = next(given) if network == "regtest" else None
     difficulty = (definition.regtest_difficulty if network == "regtest"
                   and definition.regtest_difficulty is not None else definition.difficulty)
     pool_dir = layout.pool_dir(request.prefix)
@@ -116,7 +152,7 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
             "rpc_url": f"http://127.0.0.1:{rpc_port}", "rpc_user": RPC_USER,
             "rpc_password": daemon_conf.new_password(), "wallet": POOL_WALLET,
             "zmq_hashblock": f"tcp://127.0.0.1:{zmq_port}" if zmq_port else None,
-            "p2p_port": p2p_port, "peer_p2p_port": peer_p2p, "peer_rpc_port": peer_rpc,
+            "p2p_port": p2p_port, "onion_port": onion_port, "peer_rpc_port": peer_rpc,
             "template_rules": (list(definition.template_rules)
                                if definition.template_rules else None),
         },
@@ -176,7 +212,11 @@ def conf_name(config: CoinConfig) -> str:
 
 def daemon_conf_text(config: CoinConfig, *, peer: bool, existing: Path) -> str:
     """The daemon's config (or its regtest companion's): rpcauth with the salt of the
-    file already there when it still matches the password, so a re-run changes nothing."""
+    file already there when it still matches the password, so a re-run changes nothing.
+
+    Regtest: the daemon listens on 127.0.0.1 only and connects to no one; its companion
+    listens nowhere and connects to the daemon only, so each has exactly one peer, the
+    other. Main and test: the daemon listens on every address and finds its peers."""
     d = config.daemon
     assert d.rpc_user is not None and d.rpc_password is not None
     salt = daemon_conf.matching_salt(existing, d.rpc_user, d.rpc_password)
@@ -184,17 +224,19 @@ def daemon_conf_text(config: CoinConfig, *, peer: bool, existing: Path) -> str:
     main_rpc = urlsplit(d.rpc_url).port
     assert main_rpc is not None and d.p2p_port is not None
     zmq = urlsplit(d.zmq_hashblock).port if d.zmq_hashblock else None
+    network = config.coin.network
+    regtest = network == "regtest"
     if peer:
-        assert d.peer_p2p_port is not None and d.peer_rpc_port is not None
+        assert d.peer_rpc_port is not None
         return daemon_conf.render_daemon_conf(
-            network=config.coin.network, rpc_port=d.peer_rpc_port, p2p_port=d.peer_p2p_port,
-            rpcauth_value=auth, wallet=None, zmq_port=None,
-            peers=(f"127.0.0.1:{d.p2p_port}",), listen=True, sections=d.conf_sections,
-            prefix=config.coin.prefix)
-    peers = (f"127.0.0.1:{d.peer_p2p_port}",) if d.peer_p2p_port else ()
+            network=network, rpc_port=d.peer_rpc_port, p2p_port=None, rpcauth_value=auth,
+            wallet=None, zmq_port=None, connect=(f"{daemon_conf.LOOPBACK}:{d.p2p_port}",),
+            discovery=False, sections=d.conf_sections, prefix=config.coin.prefix)
     return daemon_conf.render_daemon_conf(
-        network=config.coin.network, rpc_port=main_rpc, p2p_port=d.p2p_port,
-        rpcauth_value=auth, wallet=d.wallet, zmq_port=zmq, peers=peers, listen=True,
+        network=network, rpc_port=main_rpc, p2p_port=d.p2p_port,
+        bind_hosts=(daemon_conf.LOOPBACK,) if regtest else daemon_conf.PUBLIC_HOSTS,
+        onion_port=d.onion_port, tor=d.tor, connect=() if regtest else None,
+        discovery=not regtest, rpcauth_value=auth, wallet=d.wallet, zmq_port=zmq,
         sections=d.conf_sections, prefix=config.coin.prefix)
 
 
@@ -213,7 +255,7 @@ def coin_services(layout: Layout, config: CoinConfig) -> list[ServiceSpec]:
               "-printtoconsole"),
         working_dir=wallet_dir, user=daemon_user, group=daemon_user, writable=(wallet_dir,),
         ready=RpcReady(d.rpc_url, d.rpc_user, d.rpc_password, d.rpc_cookie))]
-    if d.peer_p2p_port is not None:
+    if d.peer_rpc_port is not None:
         peer_dir = wallet_dir / PEER_DIR
         specs.append(ServiceSpec(
             name=f"multipool-{prefix}-peer",
@@ -264,6 +306,7 @@ def coin_add_changes(layout: Layout,
     `coin add` must change. Everything is validated before the first change is made."""
     prefix = request.prefix
     config, new_text = coin_config(layout, request)
+    check_ports(layout, config)
     plan: list[Change] = []
     daemon_user, pool_user = layout.daemon_user(prefix), layout.pool_user(prefix)
     if layout.system:
@@ -290,7 +333,7 @@ def coin_add_changes(layout: Layout,
     plan += changes.file(conf_path, daemon_conf_text(config, peer=False, existing=conf_path),
                          owner=layout.admin, group=daemon_user, mode=0o640)
     plan += changes.symlink(layout.coin_dir(prefix) / conf, conf_path)
-    if config.daemon.peer_p2p_port is not None:
+    if config.daemon.peer_rpc_port is not None:
         peer_dir = wallet_dir / PEER_DIR
         peer_conf = peer_dir / conf
         plan += changes.directory(peer_dir, owner=daemon_user, group=daemon_user, mode=0o700)
