@@ -294,3 +294,98 @@ def test_status_reads_a_stopped_pools_database_without_creating_files(root: Path
     # control, makes its -wal and -shm at once).
     assert asyncio.run(files_while_reading(read_only_sqlite_url(database))) == before
     assert asyncio.run(files_while_reading(f"sqlite:///{database}")) != before
+
+
+# --- options of `coin add`: checked, never ignored ---------------------------------------
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-5", "0"])
+def test_a_stratum_port_out_of_range_is_refused_with_a_message(root: Path, port: str):
+    result = runner.invoke(app, ["coin", "add", "litecoin", "--network", "regtest", "--root",
+                                 str(root), f"--stratum-port={port}"])
+    assert result.exit_code == 2, result.output
+    assert (f"error: --stratum-port: must be a port number from 1 to 65535, got {int(port)}"
+            in one_line(result.output))
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert not (root / "coin" / "ltc").exists()
+
+
+def test_a_privileged_stratum_port_is_refused_where_the_engine_runs_unprivileged(tmp_path: Path):
+    """System mode: the engine runs as its pool user without capabilities (checked on the
+    function: a system install needs users, see test_system_mode)."""
+    from multipool.errors import ConfigError
+    from multipool.ops.coins import check_stratum_port, unprivileged_port_start
+    from multipool.ops.layout import Layout
+
+    lowest = unprivileged_port_start()
+    if lowest <= 1:
+        pytest.skip("this host lets anyone listen on any port")
+    with pytest.raises(ConfigError, match=f"port {lowest - 1} is below {lowest}: the pool "
+                                          "engine runs as its pool user"):
+        check_stratum_port(Layout(tmp_path, "system"), lowest - 1)
+    check_stratum_port(Layout(tmp_path, "system"), lowest)  # no error
+
+
+def test_options_that_disagree_with_an_existing_coin_are_refused_saying_what_to_edit(
+        root: Path):
+    add(root, "--prefix", "ltc")
+    coin_file = root / "coin" / "ltc" / "coin.toml"
+    port = load_coin_config(coin_file).stratum.ports[0].port
+    before = coin_file.read_text()
+    cases = {
+        ("--stratum-port", "4444"): (f"{coin_file}: --stratum-port: ltc exists, with stratum "
+                                     f"port {port} (the options of `coin add` only shape a "
+                                     "new coin): to change it, set the port in [stratum] "
+                                     "ports (port = 4444) in this file, then run "
+                                     "`multipool coin add ltc`"),
+        ("--address", "rltc1qexample"): (f"{coin_file}: --address: ltc exists, with no "
+                                         "address, so that the engine takes one from the "
+                                         "pool wallet (the options of `coin add` only shape "
+                                         'a new coin): to change it, set address = '
+                                         '"rltc1qexample" under [pool] in this file'),
+    }
+    for (option, value), message in cases.items():
+        for coin in ("litecoin", "ltc"):  # by catalogue name or by prefix
+            result = runner.invoke(app, ["coin", "add", coin, option, value, "--root",
+                                         str(root)])
+            assert result.exit_code == 2, result.output
+            assert f"error: {message}" in one_line(result.output)
+    assert coin_file.read_text() == before
+    # The same values as coin.toml's are no change at all.
+    assert changes("coin", "add", "ltc", "--stratum-port", str(port), "--network", "regtest",
+                   "--root", str(root)) == []
+
+
+def test_a_definition_given_for_an_existing_coin_is_said_to_be_unused(root: Path):
+    add(root, "--prefix", "ltc")
+    output = one_line(cli("coin", "add", "litecoin", "--root", str(root)))
+    assert "nothing to change" in output
+    assert (f"note: ltc was added before: its {root / 'coin' / 'ltc' / 'coin.toml'} was "
+            "applied; the definition 'litecoin' only shapes a new coin") in output
+    assert "note:" not in cli("coin", "add", "ltc", "--root", str(root))
+
+
+@pytest.mark.parametrize("edit", ["repeat", "other coin"])
+def test_an_edit_that_shares_a_port_is_refused(root: Path, edit: str):
+    add(root, "--prefix", "ltca")
+    add(root, "--prefix", "ltcb")
+    a = load_coin_config(root / "coin" / "ltca" / "coin.toml")
+    b_file = root / "coin" / "ltcb" / "coin.toml"
+    b = load_coin_config(b_file)
+    if edit == "repeat":
+        wanted, message = b.daemon.p2p_port, (
+            f"{b_file}: daemon.onion_port: port {b.daemon.p2p_port} is also "
+            "daemon.p2p_port: every listener needs a port of its own")
+    else:
+        wanted, message = a.daemon.p2p_port, (
+            f"{b_file}: daemon.onion_port: port {a.daemon.p2p_port} is daemon.p2p_port of "
+            f"coin 'ltca'")
+    b_file.write_text(b_file.read_text().replace(f"onion_port = {b.daemon.onion_port}",
+                                                 f"onion_port = {wanted}"))
+    result = runner.invoke(app, ["coin", "add", "ltcb", "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {message}" in one_line(result.output)

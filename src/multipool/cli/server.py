@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,7 @@ from multipool.ops import systemd
 from multipool.ops.coins import coin_services
 from multipool.ops.layout import Layout
 from multipool.ops.plan import apply_changes
+from multipool.ops.restarts import read_run_state, restart_changes, run_file
 from multipool.ops.server import init_changes, open_layout
 from multipool.ops.services import ServiceSpec
 from multipool.ops.status import CoinStatus, server_status
@@ -55,6 +57,9 @@ def init(
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
         plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir)
+        if layout.config_file.exists():  # the web process, if [web] settings changed
+            server = load_server_config(layout.config_file)
+            plan += restart_changes(layout, [web_service(layout, server)])
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
                       title=f"init {layout.root} ({mode})")
 
@@ -97,6 +102,14 @@ async def _run(supervisor: Supervisor) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:  # SIGHUP, from `coin add` after a change
+        task = asyncio.create_task(supervisor.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     began = time.monotonic()
     task = asyncio.create_task(supervisor.run())
     try:
@@ -127,9 +140,17 @@ def run(
         if not layout.prefixes():
             raise ConfigError("no coins yet: add one with `multipool coin add NAME`",
                               key="PREFIX")
-        supervisor = Supervisor(specs, log_dir=layout.log)
+        running = read_run_state(layout)
+        if running is not None:
+            raise ConfigError(f"multipool run (pid {running.pid}) runs this server already: "
+                              "stop it first (Ctrl-C or kill -TERM)", key="run")
+        supervisor = Supervisor(specs, log_dir=layout.log,
+                                loader=partial(server_services, layout, prefixes),
+                                run_file=run_file(layout),
+                                prefixes=tuple(prefixes) if prefixes else None)
     setup_logging(log_level)
-    console.print(f"running {len(specs)} services; logs in {layout.log}")
+    console.print(f"running {len(specs)} services; logs in {layout.log}; `coin add` "
+                  "applies a coin's changes to them")
     asyncio.run(_run(supervisor))
     console.print("[green]stopped[/]")
 
