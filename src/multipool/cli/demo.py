@@ -42,6 +42,7 @@ from multipool.ops.layout import Layout
 from multipool.ops.server import init_changes
 from multipool.ops.status import port_listening
 from multipool.ops.supervisor import Supervisor
+from multipool.web.display import plural
 
 PREFIXES = ("ltca", "ltcb")
 WEB_PORT = 8080
@@ -102,11 +103,6 @@ def status_table(supervisor: Supervisor, configs: list[CoinConfig],
                       f"{miner.accepted} accepted" if miner else "waiting for the port",
                       str(recorded_blocks(config)))
     return table
-
-
-def plural(count: int, word: str) -> str:
-    """``1 block``, ``2 blocks``."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 class ProgressLines:

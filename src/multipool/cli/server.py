@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from multipool.cli.coin import UnitDirOption
@@ -37,6 +38,7 @@ from multipool.ops.services import ServiceSpec
 from multipool.ops.status import CoinStatus, server_status
 from multipool.ops.supervisor import Supervisor
 from multipool.ops.web import NGINX_DIR, web_service
+from multipool.web.display import plural, window_text
 
 
 def init(
@@ -164,7 +166,7 @@ def status(
     json_out: JsonOption = False,
 ) -> None:
     """Per coin: daemon, sync state, stratum, miners, hashrate, last block, unpaid, last
-    payment."""
+    payment, and the pool engine's services (degraded ones with their reasons)."""
     with reported_errors():
         layout = open_layout(root.resolve())
         configs = coin_configs(layout)
@@ -176,8 +178,10 @@ def status(
         console.print("no coins yet: add one with `multipool coin add NAME`")
         return
     table = Table(title=f"multipool status: {layout.root}", title_justify="left")
+    window = window_text(statuses[0].hashrate_window)
     for column in ("coin", "daemon", "blocks/headers", "peers", "stratum", "miners",
-                   "hashrate", "last block", "unpaid", "last payment"):
+                   f"hashrate ({window})", "last block", "unpaid", "last payment",
+                   "services"):
         table.add_column(column)
     for s, config in zip(statuses, configs, strict=True):
         daemon = ("[green]synced[/]" if s.synced else "[yellow]syncing[/]") if s.daemon_up \
@@ -186,20 +190,38 @@ def status(
         table.add_row(
             f"{s.prefix} ({s.name} {s.network})", daemon,
             f"{s.blocks}/{s.headers}" if s.daemon_up else "-",
-            str(s.peers) if s.peers is not None else "-",
+            plural(s.peers, "peer") if s.peers is not None else "-",
             f"[green]{ports}[/]" if s.stratum_listening else f"[red]{ports} closed[/]",
-            "-" if s.miners is None else f"{s.miners} ({s.workers} workers)",
+            "-" if s.miners is None else (
+                plural(s.miners, "miner")
+                + ("" if s.workers is None else f", {plural(s.workers, 'worker')}")),
             "-" if s.hashrate is None else f"{s.hashrate:,.1f} H/s",
             "-" if s.last_block_height is None
             else f"{s.last_block_height} {s.last_block_status}",
             _coins(s, config.network.decimals),
             "-" if s.last_payment_time is None
-            else f"{s.last_payment_time} {s.last_payment_status}")
+            else f"{s.last_payment_time} {s.last_payment_status}",
+            _services_cell(s))
     console.print(table)
     for s in statuses:
-        for problem in (s.daemon_error, s.database_error):
+        for name, health in s.degraded.items():
+            since = f" since {health['since'][:19]}" if health["since"] else ""
+            reason = f": {health['reason']}" if health["reason"] else ""
+            console.print(f"[yellow]{s.prefix}:[/] {name} degraded{since}"
+                          f"{escape(reason)}", soft_wrap=True, highlight=False)
+        for problem in (s.daemon_error, s.database_error, s.status_error):
             if problem:
-                console.print(f"[yellow]{s.prefix}:[/] {problem}", soft_wrap=True)
+                console.print(f"[yellow]{s.prefix}:[/] {escape(problem)}", soft_wrap=True,
+                              highlight=False)
+
+
+def _services_cell(status: CoinStatus) -> str:
+    if status.services is None:
+        return "-"
+    degraded = sorted(status.degraded)
+    if not degraded:
+        return f"[green]{plural(len(status.services), 'service')} ok[/]"
+    return f"[yellow]{', '.join(degraded)} degraded[/]"
 
 
 def _systemctl(action: str, prefixes: list[str] | None, root: Path,
