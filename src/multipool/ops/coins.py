@@ -31,6 +31,7 @@ from multipool.ops import changes, daemon_conf, databases
 from multipool.ops.changes import Change
 from multipool.ops.daemon_install import install_daemon
 from multipool.ops.layout import Layout
+from multipool.ops.reach import check_reachable
 from multipool.ops.services import RpcReady, ServiceSpec, fingerprinted
 from multipool.tomlwrite import toml_document
 
@@ -425,6 +426,8 @@ def coin_add_changes(layout: Layout,
     daemon_user, pool_user = layout.daemon_user(prefix), layout.pool_user(prefix)
     if layout.system:
         assert daemon_user is not None and pool_user is not None
+        # The engine runs this interpreter as the pool user: refused now if it cannot.
+        check_reachable(pool_user, "the pool engine")
         plan += changes.system_user(daemon_user, home=layout.wallet_dir(prefix))
         plan += changes.system_user(pool_user, home=layout.pool_dir(prefix))
     for entry in layout.coin_entries(prefix):
