@@ -181,7 +181,7 @@ def new_coin_data(layout: Layout, request: CoinRequest) -> dict[str, Any]:
 
 COIN_HEADER = ("# The one place to edit this coin. After an edit, run `multipool coin add "
                "PREFIX` again:\n# it regenerates the daemon config and the services from "
-               "this file.\n")
+               "this file, and restarts\n# the services whose configuration changed.\n")
 
 
 def unprivileged_port_start() -> int:
