@@ -220,7 +220,7 @@ def _services_cell(status: CoinStatus) -> str:
         return "-"
     degraded = sorted(status.degraded)
     if not degraded:
-        return f"[green]{plural(len(status.services), 'service')} ok[/]"
+        return "[green]ok[/]"
     return f"[yellow]{', '.join(degraded)} degraded[/]"
 
 
