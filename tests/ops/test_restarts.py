@@ -26,6 +26,7 @@ from multipool.ops.coins import coin_services
 from multipool.ops.layout import Layout
 from multipool.ops.restarts import (
     RunState,
+    ServiceRun,
     read_run_state,
     run_file,
     running_fingerprint,
@@ -180,18 +181,17 @@ def test_a_running_supervisor_is_told_what_to_restart_start_and_stop(root: Path,
     layout = Layout(root, "local")
     daemon, peer, pool = coin_services(layout, load_coin_config(layout.coin_file("ltc")))
     hups = tmp_path / "hups"
-    env = {"PATH": "/usr/bin:/bin"}
-    with process(sys.executable, "-c", FAKE_RUN, str(hups), "multipool", "run") as run, \
-            process("sleep", "30", env=env | {CONFIG_ENV: config_fingerprint(daemon) or ""}) \
-            as current, process("sleep", "30", env=env | {CONFIG_ENV: "older"}) as older:
+    with process(sys.executable, "-c", FAKE_RUN, str(hups), "multipool", "run") as run:
         deadline = time.monotonic() + 20
         while not Path(f"{hups}.ready").exists():  # the stand-in has its SIGHUP handler
             assert time.monotonic() < deadline and run.poll() is None
             time.sleep(0.05)
-        write_run_state(run_file(layout), RunState(run.pid, None, {
-            daemon.name: current.pid, pool.name: older.pid, "multipool-old-pool": 1}))
-        assert read_run_state(layout) == RunState(run.pid, None, {
-            daemon.name: current.pid, pool.name: older.pid, "multipool-old-pool": 1})
+        services = {
+            daemon.name: ServiceRun(4321, config_fingerprint(daemon)),  # current
+            pool.name: ServiceRun(None, "older"),  # waiting to start again, older spec
+            "multipool-old-pool": ServiceRun(1, "x")}
+        write_run_state(run_file(layout), RunState(run.pid, None, services))
+        assert read_run_state(layout) == RunState(run.pid, None, services)
         plan = supervisor_changes(layout, [daemon, peer, pool],
                                   removed=["multipool-old-pool"])
         assert [(c.operation, c.target) for c in plan] == [
@@ -215,6 +215,9 @@ def test_a_running_supervisor_is_told_what_to_restart_start_and_stop(root: Path,
 def test_a_run_file_that_is_not_one_is_ignored(root: Path):
     layout = Layout(root, "local")
     run_file(layout).write_text(json.dumps({"pid": "1", "services": []}))
+    assert read_run_state(layout) is None
+    run_file(layout).write_text(json.dumps({"pid": os.getpid(), "prefixes": None,
+                                            "services": {"a": 5}}))
     assert read_run_state(layout) is None
     run_file(layout).write_text("{")
     assert read_run_state(layout) is None
@@ -248,7 +251,9 @@ async def test_reload_restarts_the_changed_starts_the_new_and_stops_the_gone(tmp
         await wait_until(lambda: all(s.pid for s in supervisor.states.values()), 10,
                          "all started")
         before = {name: state.pid for name, state in supervisor.states.items()}
-        assert json.loads((tmp_path / "run.json").read_text())["services"] == before
+        assert json.loads((tmp_path / "run.json").read_text())["services"] == {
+            spec.name: {"pid": before[spec.name], "config": config_fingerprint(spec)}
+            for spec in specs}
         gone_pid = before["gone"]
         await supervisor.reload()
         await wait_until(lambda: all(s.pid for s in supervisor.states.values()), 10,
@@ -260,7 +265,9 @@ async def test_reload_restarts_the_changed_starts_the_new_and_stops_the_gone(tmp
         assert running_fingerprint(after["changed"]) == config_fingerprint(wanted[1])
         assert running_fingerprint(after["new"]) == config_fingerprint(wanted[2])
         assert not Path(f"/proc/{gone_pid}").exists() or _zombie(gone_pid)
-        assert json.loads((tmp_path / "run.json").read_text())["services"] == after
+        assert json.loads((tmp_path / "run.json").read_text())["services"] == {
+            spec.name: {"pid": after[spec.name], "config": config_fingerprint(spec)}
+            for spec in wanted}
         await supervisor.reload()  # nothing changed: nothing restarts
         assert {name: state.pid for name, state in supervisor.states.items()} == after
     finally:

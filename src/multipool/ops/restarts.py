@@ -2,9 +2,10 @@
 
 Every service carries the fingerprint of what it runs on in its environment
 (``MULTIPOOL_CONFIG``, see :func:`~multipool.ops.services.fingerprinted`), so the
-configuration a running process was started with is read from ``/proc/<pid>/environ``,
-whoever started it: systemd (its unit's ``MainPID``) or a ``multipool run`` in the
-foreground (its run file, ``<root>/run.json``, lists the pid of each service).
+configuration a running process was started with is known: for systemd's units from
+``/proc/<MainPID>/environ``, for a ``multipool run`` in the foreground from its run file
+(``<root>/run.json``), which lists each service's pid and the fingerprint of the spec it
+runs it with, also while it waits to start it again.
 
     plan += restart_changes(layout, coin_services(layout, config))
 
@@ -88,12 +89,20 @@ def systemd_restart_changes(specs: Sequence[ServiceSpec], *,
 # -- multipool run ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class ServiceRun:
+    """One service of a running ``multipool run``."""
+
+    pid: int | None  # None while it waits to start (again)
+    config: str | None  # the fingerprint of the spec it runs the service with
+
+
+@dataclass(frozen=True)
 class RunState:
     """What a running ``multipool run`` says it runs (its run file)."""
 
     pid: int
     prefixes: tuple[str, ...] | None  # None: every coin of the server (and the web)
-    services: dict[str, int | None]  # service name -> pid (None while it is restarting)
+    services: dict[str, ServiceRun]
 
 
 def run_file(layout: Layout) -> Path:
@@ -104,9 +113,18 @@ def write_run_state(path: Path, state: RunState) -> None:
     """Replace the run file (root-owned 0644: it holds only names and pids)."""
     document = {"pid": state.pid,
                 "prefixes": None if state.prefixes is None else list(state.prefixes),
-                "services": state.services}
+                "services": {name: {"pid": run.pid, "config": run.config}
+                             for name, run in state.services.items()}}
     write_atomically(path, json.dumps(document, indent=1).encode(), mode=0o644,
                      durable=False)
+
+
+def _service_run(value: object) -> ServiceRun:
+    if not isinstance(value, dict):
+        raise ValueError("a service must be an object")
+    pid, config = value.get("pid"), value.get("config")
+    return ServiceRun(pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+                      config if isinstance(config, str) else None)
 
 
 def _is_multipool_run(pid: int) -> bool:
@@ -131,8 +149,7 @@ def read_run_state(layout: Layout) -> RunState | None:
         if not (isinstance(pid, int) and isinstance(services, dict)
                 and (prefixes is None or isinstance(prefixes, list))):
             raise ValueError("not a run file")
-        parsed = {str(name): value if isinstance(value, int) else None
-                  for name, value in services.items()}
+        parsed = {str(name): _service_run(value) for name, value in services.items()}
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -155,8 +172,7 @@ def supervisor_changes(layout: Layout, specs: Sequence[ServiceSpec], *,
     for spec in specs:
         prefix = _prefix_of(spec.name)
         if spec.name in state.services:
-            pid = state.services[spec.name]
-            if pid is not None and _stale(spec, pid):
+            if state.services[spec.name].config != config_fingerprint(spec):
                 restart.append(spec.name)
         elif state.prefixes is None or prefix in state.prefixes:
             start.append(spec.name)

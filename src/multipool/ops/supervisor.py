@@ -28,8 +28,8 @@ from pathlib import Path
 from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.errors import PoolError
 from multipool.ops.commands import as_user_argv
-from multipool.ops.restarts import RunState, write_run_state
-from multipool.ops.services import RpcReady, ServiceSpec
+from multipool.ops.restarts import RunState, ServiceRun, write_run_state
+from multipool.ops.services import RpcReady, ServiceSpec, config_fingerprint
 
 logger = logging.getLogger("multipool.run")
 
@@ -87,8 +87,8 @@ class Supervisor:
     ``loader`` gives the services anew: :meth:`reload` (on SIGHUP in `multipool run`)
     restarts those whose spec changed (their fingerprint: see
     :func:`~multipool.ops.services.fingerprinted`), starts new ones and stops the ones
-    gone. ``run_file`` is kept up to date with the pid of every service, for `coin add`
-    to see what runs."""
+    gone. ``run_file`` is kept up to date with the pid and fingerprint of every service,
+    for `coin add` to see what runs with which configuration."""
 
     FIRST_DELAY = 1.0
     MAX_DELAY = 60.0
@@ -265,9 +265,9 @@ class Supervisor:
         if self.run_file is None:
             return
         try:
-            write_run_state(self.run_file, RunState(
-                os.getpid(), self.prefixes,
-                {name: state.pid for name, state in self.states.items()}))
+            write_run_state(self.run_file, RunState(os.getpid(), self.prefixes, {
+                name: ServiceRun(state.pid, config_fingerprint(state.spec))
+                for name, state in self.states.items()}))
         except OSError as exc:
             logger.warning("cannot write %s: %s", self.run_file, exc)
 
