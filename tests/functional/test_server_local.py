@@ -58,11 +58,19 @@ def status(root: Path) -> dict[str, dict]:
     return {coin["prefix"]: coin for coin in json.loads(result.stdout)}
 
 
-async def wait_for(condition, timeout: float, what: str) -> None:
+def log_tails(root: Path, lines: int = 15) -> str:
+    """The end of every service's log, for a failure to show what the services said."""
+    return "\n".join(f"--- {log.name}\n" + "\n".join(
+        log.read_text(errors="replace").splitlines()[-lines:])
+        for log in sorted((root / "log").glob("*.log")))
+
+
+async def wait_for(condition, timeout: float, what: str, root: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
+            pytest.fail(f"not within {timeout} s: {what}"
+                        + (f"\n{log_tails(root)}" if root is not None else ""))
         await asyncio.sleep(0.5)
 
 
@@ -143,7 +151,7 @@ async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
     tasks: list[asyncio.Task[None]] = []
     try:
         await wait_for(lambda: all(s["stratum_listening"] for s in status(root).values()),
-                       180, "both pools open their stratum ports")
+                       180, "both pools open their stratum ports", root)
         for prefix in PREFIXES:
             address = encode_segwit_address("rltc", 0, os.urandom(20))
             miner = StratumMiner(host="127.0.0.1", port=ports[prefix],
@@ -151,7 +159,7 @@ async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
             miners.append(miner)
             tasks.append(asyncio.create_task(miner.run()))
         await wait_for(lambda: all(recorded_blocks(root, p) >= 2 for p in PREFIXES), 180,
-                       "both pools record blocks")
+                       "both pools record blocks", root)
         for coin in status(root).values():
             assert coin["daemon_up"] and coin["synced"], coin
             assert coin["last_block_height"] is not None, coin
