@@ -71,12 +71,17 @@ class DaemonSection:
     ref: str | None = None
     build: tuple[str, ...] = ()
     binary: str | None = None
-    # Written by `multipool coin add`: the daemon's config file name and p2p port, and for
-    # regtest the ports of the companion node that gives the daemon its one peer.
+    # Written by `multipool coin add`: the daemon's config file name and p2p port, its
+    # onion-service target (Core 0.21+ binds one on a shared default port otherwise), and
+    # for regtest the RPC port of the companion node that gives the daemon its one peer.
     conf: str | None = None
     # False for daemons older than Bitcoin Core 0.17 (Dogecoin 1.14): no [regtest] sections.
     conf_sections: bool = True
     p2p_port: int | None = None
+    onion_port: int | None = None
+    tor: bool = False  # the daemon's Tor onion service (listenonion), off unless asked
+    # Obsolete: the companion used to listen on its own p2p port; it now connects to the
+    # daemon and listens nowhere. Still read so that older coin files load.
     peer_p2p_port: int | None = None
     peer_rpc_port: int | None = None
     template_rules: tuple[str, ...] = ("segwit",)
@@ -290,6 +295,8 @@ def parse_coin_config(data: dict[str, Any], file: str) -> CoinConfig:
         conf=d.string("conf"),
         conf_sections=d.boolean("conf_sections", True),
         p2p_port=d.integer("p2p_port", None, low=1, high=65535),
+        onion_port=d.integer("onion_port", None, low=1, high=65535),
+        tor=d.boolean("tor", False),
         peer_p2p_port=d.integer("peer_p2p_port", None, low=1, high=65535),
         peer_rpc_port=d.integer("peer_rpc_port", None, low=1, high=65535),
         template_rules=d.strings("template_rules", _default_rules(coin.name)),

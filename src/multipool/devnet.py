@@ -83,20 +83,26 @@ class RegtestNode:
 
     def _choose_ports(self) -> None:
         self.p2p_port, self.rpc_port = free_port(), free_port()
+        # litecoind 0.21 binds an onion-service target on 127.0.0.1:19444 unless told a
+        # port, listenonion=0 or not: pinned, so that no node here takes that port from a
+        # pool's daemon (or from another node) on the same host.
+        self.onion_port = free_port()
         self.rpc_url = f"http://127.0.0.1:{self.rpc_port}/"
         self.datadir.mkdir(parents=True, exist_ok=True)
         # Every option is a real 0.21.2 option: unknown ones would be warned about.
-        options = {
-            "rpcbind": "127.0.0.1", "rpcallowip": "127.0.0.1",
-            "port": self.p2p_port, "rpcport": self.rpc_port,
-            "rpcuser": self.rpc_user, "rpcpassword": self.rpc_password,
-            "listen": 1, "bind": "127.0.0.1", "server": 1, "fallbackfee": "0.0001",
-            "txindex": 0, "printtoconsole": 0, "dnsseed": 0, "discover": 0,
-            "listenonion": 0, "upnp": 0,
+        options = [
+            ("rpcbind", "127.0.0.1"), ("rpcallowip", "127.0.0.1"),
+            ("port", self.p2p_port), ("rpcport", self.rpc_port),
+            ("rpcuser", self.rpc_user), ("rpcpassword", self.rpc_password),
+            ("listen", 1), ("bind", f"127.0.0.1:{self.p2p_port}"),
+            ("bind", f"127.0.0.1:{self.onion_port}=onion"),
+            ("server", 1), ("fallbackfee", "0.0001"),
+            ("txindex", 0), ("printtoconsole", 0), ("dnsseed", 0), ("discover", 0),
+            ("listenonion", 0), ("upnp", 0),
             # createwallet fills the key pool: 1000 keys take ~1.6 s, 10 take ~0.1 s.
-            "keypool": 10,
-        }
-        lines = ["regtest=1", "[regtest]", *(f"{k}={v}" for k, v in options.items())]
+            ("keypool", 10),
+        ]
+        lines = ["regtest=1", "[regtest]", *(f"{k}={v}" for k, v in options)]
         (self.datadir / "litecoin.conf").write_text("\n".join(lines) + "\n")
 
     @property

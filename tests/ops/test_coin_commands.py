@@ -8,13 +8,14 @@ import json
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
 import multipool.catalog
 from multipool.cli.main import app
-from multipool.config import load_coin_config
+from multipool.config import CoinConfig, load_coin_config
 from multipool.ops.daemon_conf import port_free
 
 runner = CliRunner()
@@ -47,18 +48,31 @@ def test_two_coins_get_distinct_ports_and_their_own_tree(root: Path):
     add(root, "--prefix", "ltcb")
     a = load_coin_config(root / "coin" / "ltca" / "coin.toml")
     b = load_coin_config(root / "coin" / "ltcb" / "coin.toml")
-    ports_a = {a.daemon.rpc_url, a.daemon.p2p_port, a.daemon.peer_p2p_port,
-               a.daemon.peer_rpc_port, a.stratum.ports[0].port}
-    ports_b = {b.daemon.rpc_url, b.daemon.p2p_port, b.daemon.peer_p2p_port,
-               b.daemon.peer_rpc_port, b.stratum.ports[0].port}
-    assert len(ports_a) == len(ports_b) == 5 and not ports_a & ports_b
+
+    def ports(c: CoinConfig) -> set[int | None]:
+        return {urlsplit(c.daemon.rpc_url).port, c.daemon.p2p_port, c.daemon.onion_port,
+                c.daemon.peer_rpc_port, c.stratum.ports[0].port}
+
+    assert len(ports(a)) == len(ports(b)) == 5 and None not in ports(a) | ports(b)
+    assert not ports(a) & ports(b)
+    assert a.daemon.peer_p2p_port is None  # the companion listens nowhere
     assert a.daemon.rpc_password != b.daemon.rpc_password
     assert a.pool.state_dir == str(root / "pool" / "ltca")
     assert a.pool.database == f"sqlite:///{root / 'pool' / 'ltca' / 'pool.db'}"
     assert (root / "coin" / "ltca" / "litecoin.conf").resolve() == (
         root / "wallet" / "ltca" / "litecoin.conf")
-    peer_conf = (root / "wallet" / "ltca" / "peer" / "litecoin.conf").read_text()
-    assert f"addnode=127.0.0.1:{a.daemon.p2p_port}" in peer_conf
+    # Every listener pinned to the coin's own ports; the daemon and its companion meet
+    # only each other (the daemon connects out to no one).
+    conf = (root / "wallet" / "ltca" / "litecoin.conf").read_text().splitlines()
+    assert {f"bind=127.0.0.1:{a.daemon.p2p_port}",
+            f"bind=127.0.0.1:{a.daemon.onion_port}=onion", "listen=1", "listenonion=0",
+            "connect=0", "dnsseed=0", "discover=0"} <= set(conf)
+    assert [line for line in conf if line.startswith("bind=")] == [
+        f"bind=127.0.0.1:{a.daemon.p2p_port}", f"bind=127.0.0.1:{a.daemon.onion_port}=onion"]
+    peer_conf = (root / "wallet" / "ltca" / "peer" / "litecoin.conf").read_text().splitlines()
+    assert {f"connect=127.0.0.1:{a.daemon.p2p_port}", "listen=0", "listenonion=0",
+            "dnsseed=0", "discover=0"} <= set(peer_conf)
+    assert not any(line.startswith(("bind=", "port=", "addnode=")) for line in peer_conf)
     listed = json.loads(cli("coin", "list", "--root", str(root), "--json"))
     assert [c["prefix"] for c in listed] == ["ltca", "ltcb"]
 
@@ -280,3 +294,98 @@ def test_status_reads_a_stopped_pools_database_without_creating_files(root: Path
     # control, makes its -wal and -shm at once).
     assert asyncio.run(files_while_reading(read_only_sqlite_url(database))) == before
     assert asyncio.run(files_while_reading(f"sqlite:///{database}")) != before
+
+
+# --- options of `coin add`: checked, never ignored ---------------------------------------
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-5", "0"])
+def test_a_stratum_port_out_of_range_is_refused_with_a_message(root: Path, port: str):
+    result = runner.invoke(app, ["coin", "add", "litecoin", "--network", "regtest", "--root",
+                                 str(root), f"--stratum-port={port}"])
+    assert result.exit_code == 2, result.output
+    assert (f"error: --stratum-port: must be a port number from 1 to 65535, got {int(port)}"
+            in one_line(result.output))
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert not (root / "coin" / "ltc").exists()
+
+
+def test_a_privileged_stratum_port_is_refused_where_the_engine_runs_unprivileged(tmp_path: Path):
+    """System mode: the engine runs as its pool user without capabilities (checked on the
+    function: a system install needs users, see test_system_mode)."""
+    from multipool.errors import ConfigError
+    from multipool.ops.coins import check_stratum_port, unprivileged_port_start
+    from multipool.ops.layout import Layout
+
+    lowest = unprivileged_port_start()
+    if lowest <= 1:
+        pytest.skip("this host lets anyone listen on any port")
+    with pytest.raises(ConfigError, match=f"port {lowest - 1} is below {lowest}: the pool "
+                                          "engine runs as its pool user"):
+        check_stratum_port(Layout(tmp_path, "system"), lowest - 1)
+    check_stratum_port(Layout(tmp_path, "system"), lowest)  # no error
+
+
+def test_options_that_disagree_with_an_existing_coin_are_refused_saying_what_to_edit(
+        root: Path):
+    add(root, "--prefix", "ltc")
+    coin_file = root / "coin" / "ltc" / "coin.toml"
+    port = load_coin_config(coin_file).stratum.ports[0].port
+    before = coin_file.read_text()
+    cases = {
+        ("--stratum-port", "4444"): (f"{coin_file}: --stratum-port: ltc exists, with stratum "
+                                     f"port {port} (the options of `coin add` only shape a "
+                                     "new coin): to change it, set the port in [stratum] "
+                                     "ports (port = 4444) in this file, then run "
+                                     "`multipool coin add ltc`"),
+        ("--address", "rltc1qexample"): (f"{coin_file}: --address: ltc exists, with no "
+                                         "address, so that the engine takes one from the "
+                                         "pool wallet (the options of `coin add` only shape "
+                                         'a new coin): to change it, set address = '
+                                         '"rltc1qexample" under [pool] in this file'),
+    }
+    for (option, value), message in cases.items():
+        for coin in ("litecoin", "ltc"):  # by catalogue name or by prefix
+            result = runner.invoke(app, ["coin", "add", coin, option, value, "--root",
+                                         str(root)])
+            assert result.exit_code == 2, result.output
+            assert f"error: {message}" in one_line(result.output)
+    assert coin_file.read_text() == before
+    # The same values as coin.toml's are no change at all.
+    assert changes("coin", "add", "ltc", "--stratum-port", str(port), "--network", "regtest",
+                   "--root", str(root)) == []
+
+
+def test_a_definition_given_for_an_existing_coin_is_said_to_be_unused(root: Path):
+    add(root, "--prefix", "ltc")
+    output = one_line(cli("coin", "add", "litecoin", "--root", str(root)))
+    assert "nothing to change" in output
+    assert (f"note: ltc was added before: its {root / 'coin' / 'ltc' / 'coin.toml'} was "
+            "applied; the definition 'litecoin' only shapes a new coin") in output
+    assert "note:" not in cli("coin", "add", "ltc", "--root", str(root))
+
+
+@pytest.mark.parametrize("edit", ["repeat", "other coin"])
+def test_an_edit_that_shares_a_port_is_refused(root: Path, edit: str):
+    add(root, "--prefix", "ltca")
+    add(root, "--prefix", "ltcb")
+    a = load_coin_config(root / "coin" / "ltca" / "coin.toml")
+    b_file = root / "coin" / "ltcb" / "coin.toml"
+    b = load_coin_config(b_file)
+    if edit == "repeat":
+        wanted, message = b.daemon.p2p_port, (
+            f"{b_file}: daemon.onion_port: port {b.daemon.p2p_port} is also "
+            "daemon.p2p_port: every listener needs a port of its own")
+    else:
+        wanted, message = a.daemon.p2p_port, (
+            f"{b_file}: daemon.onion_port: port {a.daemon.p2p_port} is daemon.p2p_port of "
+            f"coin 'ltca'")
+    b_file.write_text(b_file.read_text().replace(f"onion_port = {b.daemon.onion_port}",
+                                                 f"onion_port = {wanted}"))
+    result = runner.invoke(app, ["coin", "add", "ltcb", "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert f"error: {message}" in one_line(result.output)

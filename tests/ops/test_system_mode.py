@@ -25,6 +25,7 @@ import pytest
 from multipool.devnet import free_port
 from multipool.ops.commands import as_user_argv
 from multipool.ops.layout import BUILD_USER, WEB_USER, Layout
+from multipool.ops.reach import identity, interpreter_problem
 from tests.ops.test_systemd import exposure, verify
 
 
@@ -61,6 +62,12 @@ def server() -> Iterator[tuple[Path, str]]:
         pytest.skip("system mode creates users: needs root")
     if shutil.which("systemd-analyze") is None:
         pytest.fail("systemd-analyze is missing: run `make setup`")
+    problem = interpreter_problem(identity("nobody"))
+    if problem is not None:
+        # init and coin add refuse it (tests/ops/test_reach.py), as they should: the
+        # coins' users could not run the engines from here.
+        pytest.skip(f"{sys.executable} or this checkout is out of reach of the coins' "
+                    f"users: {problem}")
     prefix = "t" + uuid.uuid4().hex[:6]
     shared_before = {name for name in (BUILD_USER, WEB_USER) if user_exists(name)}
     # Under /tmp itself: pytest's own temporary directories are 0700, which the coin's

@@ -136,3 +136,30 @@ def test_payments_status_shows_unknown_sends_negative_accounts_and_ignore_tx(tmp
     report = json.loads(runner.invoke(
         app, ["payments", "status", "--coin", str(coin), "--json"]).stdout)
     assert report["paused"] is False and report["unknown_sends"] == []
+
+
+def test_demo_progress_lines_count_in_words_and_say_each_change_once(monkeypatch):
+    """The lines the demo prints when its output is not a terminal, fed the states of a
+    run (a stand-in supervisor and pool database reads: the real run is in
+    tests/functional/test_demo.py, where blocks come too fast to see one at a time)."""
+    from types import SimpleNamespace
+
+    from multipool.cli import demo
+
+    written: list[str] = []
+    lines = demo.ProgressLines(written.append)
+    config = SimpleNamespace(coin=SimpleNamespace(prefix="ltca"), stratum=SimpleNamespace(
+        ports=[SimpleNamespace(port=23333)]))
+    states = {"multipool-ltca-daemon": SimpleNamespace(status="ready"),
+              "multipool-ltca-pool": SimpleNamespace(status="starting")}
+    supervisor = SimpleNamespace(states=states)
+    recorded = iter([0, 1, 1, 2])
+    monkeypatch.setattr(demo, "recorded_blocks", lambda config: next(recorded))
+    for miners in ({}, {"ltca": object()}, {"ltca": object()}, {"ltca": object()}):
+        lines.update(supervisor, [config], miners)
+    assert [line.split("] ", 1)[1] for line in written] == [
+        "ltca: 1/2 services ready",
+        "ltca: stratum 127.0.0.1:23333 open, a test miner mines on it",
+        "ltca: 1 block recorded",
+        "ltca: 2 blocks recorded",
+    ]

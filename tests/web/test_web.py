@@ -531,3 +531,124 @@ async def test_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: sign
            f"{tmp_path.resolve() / 'web'}, public host mine.example.net)" in listening[0]
     assert stderr.rstrip().endswith("multipool.web: stopped"), stderr
     assert "Traceback" not in stderr and "uvicorn" not in stderr.lower()
+
+
+# -- the engine's services, names, counts ----------------------------------------------------
+
+DEGRADED = {
+    "shares": {"state": "ok", "reason": None, "since": None},
+    "blocks": {"state": "ok", "reason": None, "since": None},
+    "payments": {"state": "degraded", "reason": "daemon unreachable: connection refused",
+                 "since": "2026-12-01T08:30:00+00:00"},
+    "stats": {"state": "degraded", "reason": None, "since": None},
+}
+
+
+async def test_index_shows_degraded_services_with_their_reasons(tmp_path: Path, serve: Start):
+    write_status(tmp_path, "aaa", status_doc("aaa", services=DEGRADED))
+    write_status(tmp_path, "bbb", status_doc("bbb", services=DEGRADED, stratum={"open": False},
+                                             daemon={"reason": "daemon down"}))
+    write_status(tmp_path, "ccc", status_doc("ccc", services=DEGRADED,
+                                             updated=iso(600)))  # type: ignore[arg-type]
+    write_status(tmp_path, "ddd", status_doc("ddd", services={
+        "shares": {"state": "ok", "reason": None, "since": None}}))
+    html = (await fetch(await serve(tmp_path))).text
+    assert_valid_html(html)
+    pools = {part.split('"', 1)[0]: part for part in html.split('id="pool-')[1:]}
+    degraded_list = ('<li><strong>payments</strong> degraded since 2026-12-01 08:30 UTC: '
+                     'daemon unreachable: connection refused</li>\n'
+                     '<li><strong>stats</strong> degraded</li>')
+    assert '<article class="pool degraded"' in html.split('id="pool-aaa"')[0][-40:]
+    assert '<p class="state">degraded</p>' in pools["aaa"]
+    assert degraded_list in pools["aaa"]
+    assert "shares" not in pools["aaa"] and "blocks</strong>" not in pools["aaa"]
+    # Closed ports come first, the services are still named.
+    assert '<p class="state">stratum closed: daemon down</p>' in pools["bbb"]
+    assert degraded_list in pools["bbb"]
+    # A stale status says nothing of now: offline, no services shown.
+    assert "offline" in pools["ccc"] and "degraded" not in pools["ccc"]
+    assert '<p class="state">online</p>' in pools["ddd"] and "degraded" not in pools["ddd"]
+
+
+async def test_api_reports_services_and_the_degraded_state(tmp_path: Path, serve: Start):
+    write_status(tmp_path, "aaa", status_doc("aaa", services=DEGRADED))
+    write_status(tmp_path, "bbb", status_doc("bbb"))  # an engine without services
+    write_status(tmp_path, "ccc", status_doc("ccc", services=DEGRADED,
+                                             updated=iso(600)))  # type: ignore[arg-type]
+    pools = {p["prefix"]: p for p in json.loads(
+        (await fetch(await serve(tmp_path) + "/api/pools")).body)}
+    assert pools["aaa"]["state"] == "degraded"
+    assert pools["aaa"]["reason"] == ("payments degraded: daemon unreachable: connection "
+                                      "refused; stats degraded")
+    assert pools["aaa"]["services"] == DEGRADED
+    assert pools["bbb"]["state"] == "online" and pools["bbb"]["services"] is None
+    assert pools["ccc"]["state"] == "offline" and pools["ccc"]["services"] is None
+    assert set(pools["aaa"]) == set(pools["bbb"])
+
+
+@pytest.mark.parametrize(("services", "reason"), [
+    ("ok", "services: must be an object of at most 32 services"),
+    ({f"s{i}": {"state": "ok"} for i in range(33)}, "services: must be an object of at most"),
+    ({"Shares": {"state": "ok"}}, "services: 'Shares' is not a service name"),
+    ({"x" * 33: {"state": "ok"}}, "services: '" + "x" * 33 + "' is not a service name"),
+    ({"shares": "ok"}, "services.shares: must be an object"),
+    ({"shares": None}, "services.shares: must be an object"),
+    ({"shares": {}}, "services.shares.state: must be 'ok' or 'degraded', got None"),
+    ({"shares": {"state": "down"}}, "services.shares.state: must be 'ok' or 'degraded'"),
+    ({"shares": {"state": True}}, "services.shares.state: must be a string"),
+    ({"shares": {"state": "degraded", "reason": 5}}, "services.shares.reason: must be a "
+                                                     "string"),
+    ({"shares": {"state": "degraded", "reason": "x" * 201}}, "services.shares.reason: must "
+                                                            "be a string of at most 200"),
+    ({"shares": {"state": "ok", "since": "yesterday"}}, "services.shares.since: must be an "
+                                                        "ISO 8601 time"),
+    ({"shares": {"state": "ok", "since": "2026-12-01T08:30:00"}}, "services.shares.since: "
+                                                                  "must be an ISO 8601 time"),
+])
+def test_parse_status_refuses_bad_services(services: Any, reason: str):
+    doc = {"version": 1, "updated": "2026-11-30T12:00:00+00:00", "coin": {"prefix": "ltc"},
+           "services": services}
+    with pytest.raises(StatusError) as caught:
+        parse_status(json.dumps(doc).encode(), "ltc")
+    assert str(caught.value).startswith(reason), str(caught.value)
+
+
+def test_parse_status_reads_services_sorted_and_absent_as_none():
+    doc = {"version": 1, "updated": "2026-11-30T12:00:00+00:00", "services": {
+        "stats": {"state": "ok"}, "payments": {"state": "degraded", "reason": "r",
+                                               "since": "2026-11-30T11:00:00+00:00"}}}
+    status = parse_status(json.dumps(doc).encode(), "ltc")
+    assert status.services is not None
+    assert [(h.name, h.state, h.reason) for h in status.services] == [
+        ("payments", "degraded", "r"), ("stats", "ok", None)]
+    assert status.services[0].since == datetime(2026, 11, 30, 11, tzinfo=UTC)
+    assert [h.name for h in status.degraded] == ["payments"]
+    del doc["services"]
+    assert parse_status(json.dumps(doc).encode(), "ltc").services is None
+
+
+async def test_index_names_each_pool_by_prefix_and_counts_in_words(tmp_path: Path,
+                                                                   serve: Start):
+    one = {"pool": {"miners": 1, "workers": 1}, "daemon": {"peers": 1}}
+    write_status(tmp_path, "ltca", status_doc("ltca", **one))
+    write_status(tmp_path, "ltcb", status_doc("ltcb", pool={"miners": 0, "workers": 0},
+                                              daemon={"peers": 2}))
+    html = (await fetch(await serve(tmp_path))).text
+    assert_valid_html(html)
+    pools = {part.split('"', 1)[0]: part for part in html.split('id="pool-')[1:]}
+    # Two litecoin pools: told apart by their prefix.
+    assert ('<h2>litecoin <span class="symbol">LTC</span> <span class="prefix">ltca</span>'
+            '</h2>') in pools["ltca"]
+    assert '<span class="prefix">ltcb</span>' in pools["ltcb"]
+    assert "<dd>1 miner, 1 worker</dd>" in pools["ltca"]
+    assert "<dd>synced, block 123, 1 peer</dd>" in pools["ltca"]
+    assert "<dd>0 miners, 0 workers</dd>" in pools["ltcb"]
+    assert "<dd>synced, block 123, 2 peers</dd>" in pools["ltcb"]
+    assert "<dt>Hashrate <small>(10 min)</small></dt>" in pools["ltca"]
+
+
+def test_plural_and_window_text():
+    from multipool.web.display import plural, window_text
+    assert [plural(n, "miner") for n in (0, 1, 2, 1000)] == [
+        "0 miners", "1 miner", "2 miners", "1,000 miners"]
+    assert [window_text(s) for s in (600, 3600, 90, 45)] == ["10 min", "1 h", "90 s", "45 s"]

@@ -25,6 +25,7 @@ from multipool.ops.changes import Change
 from multipool.ops.coins import CoinRequest, coin_add_changes, coin_remove_changes, coin_services
 from multipool.ops.layout import Layout
 from multipool.ops.plan import apply_changes
+from multipool.ops.restarts import restart_changes, supervisor_changes
 from multipool.ops.server import open_layout
 
 app = typer.Typer(help="Add, remove and list the server's coins.", no_args_is_help=True)
@@ -87,10 +88,18 @@ def add(
         request = CoinRequest(definition=definition, prefix=chosen, network=network,
                               address=address, stratum_port=stratum_port,
                               database_admin=server.database)
+        existed = layout.coin_file(chosen).exists()
         config, plan = coin_add_changes(layout, request)
         plan += unit_changes(layout, config, unit_dir)
+        # Last, once every file is in place: what runs an older configuration restarts.
+        plan += restart_changes(layout, coin_services(layout, config))
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
                       title=f"coin add {chosen}")
+        if existed and definition is not None and not json_out:
+            console.print(f"note: {chosen} was added before: its {layout.coin_file(chosen)} "
+                          f"was applied; the definition {coin!r} only shapes a new coin "
+                          "(edit coin.toml to change this one)", highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("remove")
@@ -108,11 +117,16 @@ def remove(
     with reported_errors():
         layout = open_layout(root.resolve())
         plan: list[Change] = []
-        if layout.system and layout.coin_file(prefix).exists():
+        names: list[str] = []
+        if layout.coin_file(prefix).exists():
             config = load_coin_config(layout.coin_file(prefix))
             names = [spec.name for spec in coin_services(layout, config)]
+        if layout.system:
             plan += systemd.remove_units(names, unit_dir)
-        plan += coin_remove_changes(layout, prefix, delete_wallet=delete_wallet)
+        # A `multipool run` of this server stops the coin's services once its coin.toml
+        # is gone, and before its wallet is deleted.
+        plan += coin_remove_changes(layout, prefix, delete_wallet=delete_wallet,
+                                    then=supervisor_changes(layout, [], removed=names))
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
                       title=f"coin remove {prefix}")
         if not delete_wallet and not json_out:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from multipool.errors import PoolError
 from multipool.ops.server import DEFAULT_ROOT
@@ -31,8 +32,9 @@ def reported_errors() -> Iterator[None]:
     except ValueError as exc:  # ConfigError and friends: bad input, nothing changed
         if not isinstance(exc, PoolError):
             raise
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message naming a [section] must show it, not read it as markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except (PoolError, OSError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None

@@ -4,7 +4,8 @@ In a local root (``--dir``, ``demo/`` by default) it runs ``init --mode local``,
 Litecoin regtest coins (``ltca`` and ``ltcb``, each with its own pair of nodes), runs
 their services as ``multipool run`` does, and points a CPU test miner at each pool's
 stratum port, showing the blocks each pool finds and records until Ctrl-C stops
-everything (or ``--blocks N`` blocks per pool are recorded).
+everything (or ``--blocks N`` blocks per pool are recorded): a live table on a terminal,
+plain progress lines on standard output when it is a file or a pipe.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import os
 import shutil
 import signal
 import sqlite3
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +42,7 @@ from multipool.ops.layout import Layout
 from multipool.ops.server import init_changes
 from multipool.ops.status import port_listening
 from multipool.ops.supervisor import Supervisor
+from multipool.web.display import plural
 
 PREFIXES = ("ltca", "ltcb")
 WEB_PORT = 8080
@@ -101,6 +105,45 @@ def status_table(supervisor: Supervisor, configs: list[CoinConfig],
     return table
 
 
+class ProgressLines:
+    """Plain lines, one per event (a pool's services ready, its miner started, a block
+    recorded), for output that is not a terminal: a file or a pipe gets the demo's progress
+    as it happens, where a live table would show only at the end."""
+
+    def __init__(self, write: Callable[[str], None]):
+        self.write = write
+        self.seen: dict[tuple[str, str], object] = {}
+
+    def say(self, text: str) -> None:
+        self.write(f"[{time.strftime('%H:%M:%S')}] {text}")
+
+    def update(self, supervisor: Supervisor, configs: list[CoinConfig],
+               miners: dict[str, StratumMiner]) -> None:
+        for config in configs:
+            prefix = config.coin.prefix
+            states = [s for name, s in supervisor.states.items() if f"-{prefix}-" in name]
+            ready = sum(s.status == "ready" for s in states)
+            self._changed(prefix, "ready", ready,
+                          f"{prefix}: {ready}/{len(states)} services ready")
+            if prefix in miners:
+                self._changed(prefix, "miner", True,
+                              f"{prefix}: stratum 127.0.0.1:{config.stratum.ports[0].port} "
+                              "open, a test miner mines on it")
+            blocks = recorded_blocks(config)
+            if blocks:
+                self._changed(prefix, "blocks", blocks,
+                              f"{prefix}: {plural(blocks, 'block')} recorded")
+
+    def _changed(self, prefix: str, what: str, value: object, text: str) -> None:
+        if self.seen.get((prefix, what)) != value:
+            self.seen[(prefix, what)] = value
+            self.say(text)
+
+
+def _print_line(text: str) -> None:
+    print(text, flush=True)  # the demo's progress, on standard output
+
+
 async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None) -> int:
     supervisor = Supervisor(server_services(layout), log_dir=layout.log)
     web = load_server_config(layout.config_file).web_listen
@@ -114,8 +157,14 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
     miners: dict[str, StratumMiner] = {}
     miner_tasks: list[asyncio.Task[None]] = []
     began = time.monotonic()
+    # A live table on a terminal; plain lines where the output goes to a file or a pipe.
+    live = Live(console=console, refresh_per_second=2) if console.is_terminal else None
+    lines = (ProgressLines(_print_line)
+             if live is None or not sys.stdout.isatty() else None)
+    if lines is not None:
+        lines.say(f"the pools' web page: http://{web}/ (Ctrl-C stops everything)")
     try:
-        with Live(console=console, refresh_per_second=2) as live:
+        with live if live is not None else contextlib.nullcontext():
             while not stop.is_set() and not services.done():
                 for config in configs:
                     prefix, port = config.coin.prefix, config.stratum.ports[0].port
@@ -130,7 +179,10 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
                     console.print(f"[red]error:[/] a pool did not open its stratum port in "
                                   f"{OPEN_TIMEOUT:.0f} s: see the logs in {layout.log}")
                     break
-                live.update(status_table(supervisor, configs, miners, began, web))
+                if live is not None:
+                    live.update(status_table(supervisor, configs, miners, began, web))
+                if lines is not None:
+                    lines.update(supervisor, configs, miners)
                 if blocks is not None and all(recorded_blocks(c) >= blocks for c in configs):
                     break
                 with contextlib.suppress(TimeoutError):
@@ -170,6 +222,6 @@ def demo(
     layout = Layout(root, "local")
     configs = set_up(layout)
     found = asyncio.run(run_demo(layout, configs, blocks))
-    console.print(f"[green]done:[/] each pool recorded at least {found} blocks; "
+    console.print(f"[green]done:[/] each pool recorded at least {plural(found, 'block')}; "
                   "everything stopped")
     logging.shutdown()

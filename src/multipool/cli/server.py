@@ -8,11 +8,13 @@ import json
 import logging
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from multipool.cli.coin import UnitDirOption
@@ -32,11 +34,13 @@ from multipool.ops import systemd
 from multipool.ops.coins import coin_services
 from multipool.ops.layout import Layout
 from multipool.ops.plan import apply_changes
+from multipool.ops.restarts import read_run_state, restart_changes, run_file
 from multipool.ops.server import init_changes, open_layout
 from multipool.ops.services import ServiceSpec
 from multipool.ops.status import CoinStatus, server_status
 from multipool.ops.supervisor import Supervisor
 from multipool.ops.web import NGINX_DIR, web_service
+from multipool.web.display import plural, window_text
 
 
 def init(
@@ -57,6 +61,9 @@ def init(
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
         plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir)
+        if layout.config_file.exists():  # the web process, if [web] settings changed
+            server = load_server_config(layout.config_file)
+            plan += restart_changes(layout, [web_service(layout, server)])
         apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
                       title=f"init {layout.root} ({mode})")
 
@@ -99,6 +106,14 @@ async def _run(supervisor: Supervisor) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, main.cancel)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:  # SIGHUP, from `coin add` after a change
+        task = asyncio.create_task(supervisor.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     began = time.monotonic()
     task = asyncio.create_task(supervisor.run())
     try:
@@ -134,9 +149,17 @@ def _run_services(prefixes: list[str] | None, root: Path, log_level: str) -> Non
         if not layout.prefixes():
             raise ConfigError("no coins yet: add one with `multipool coin add NAME`",
                               key="PREFIX")
-        supervisor = Supervisor(specs, log_dir=layout.log)
+        running = read_run_state(layout)
+        if running is not None:
+            raise ConfigError(f"multipool run (pid {running.pid}) runs this server already: "
+                              "stop it first (Ctrl-C or kill -TERM)", key="run")
+        supervisor = Supervisor(specs, log_dir=layout.log,
+                                loader=partial(server_services, layout, prefixes),
+                                run_file=run_file(layout),
+                                prefixes=tuple(prefixes) if prefixes else None)
     setup_logging(log_level)
-    console.print(f"running {len(specs)} services; logs in {layout.log}")
+    console.print(f"running {len(specs)} services; logs in {layout.log}; `coin add` "
+                  "applies a coin's changes to them")
     asyncio.run(_run(supervisor))
     console.print("[green]stopped[/]")
 
@@ -150,7 +173,7 @@ def status(
     json_out: JsonOption = False,
 ) -> None:
     """Per coin: daemon, sync state, stratum, miners, hashrate, last block, unpaid, last
-    payment."""
+    payment, and the pool engine's services (degraded ones with their reasons)."""
     with reported_errors():
         layout = open_layout(root.resolve())
         configs = coin_configs(layout)
@@ -162,8 +185,10 @@ def status(
         console.print("no coins yet: add one with `multipool coin add NAME`")
         return
     table = Table(title=f"multipool status: {layout.root}", title_justify="left")
+    window = window_text(statuses[0].hashrate_window)
     for column in ("coin", "daemon", "blocks/headers", "peers", "stratum", "miners",
-                   "hashrate", "last block", "unpaid", "last payment"):
+                   f"hashrate ({window})", "last block", "unpaid", "last payment",
+                   "services"):
         table.add_column(column)
     for s, config in zip(statuses, configs, strict=True):
         daemon = ("[green]synced[/]" if s.synced else "[yellow]syncing[/]") if s.daemon_up \
@@ -172,20 +197,38 @@ def status(
         table.add_row(
             f"{s.prefix} ({s.name} {s.network})", daemon,
             f"{s.blocks}/{s.headers}" if s.daemon_up else "-",
-            str(s.peers) if s.peers is not None else "-",
+            plural(s.peers, "peer") if s.peers is not None else "-",
             f"[green]{ports}[/]" if s.stratum_listening else f"[red]{ports} closed[/]",
-            "-" if s.miners is None else f"{s.miners} ({s.workers} workers)",
+            "-" if s.miners is None else (
+                plural(s.miners, "miner")
+                + ("" if s.workers is None else f", {plural(s.workers, 'worker')}")),
             "-" if s.hashrate is None else f"{s.hashrate:,.1f} H/s",
             "-" if s.last_block_height is None
             else f"{s.last_block_height} {s.last_block_status}",
             _coins(s, config.network.decimals),
             "-" if s.last_payment_time is None
-            else f"{s.last_payment_time} {s.last_payment_status}")
+            else f"{s.last_payment_time} {s.last_payment_status}",
+            _services_cell(s))
     console.print(table)
     for s in statuses:
-        for problem in (s.daemon_error, s.database_error):
+        for name, health in s.degraded.items():
+            since = f" since {health['since'][:19]}" if health["since"] else ""
+            reason = f": {health['reason']}" if health["reason"] else ""
+            console.print(f"[yellow]{s.prefix}:[/] {name} degraded{since}"
+                          f"{escape(reason)}", soft_wrap=True, highlight=False)
+        for problem in (s.daemon_error, s.database_error, s.status_error):
             if problem:
-                console.print(f"[yellow]{s.prefix}:[/] {problem}", soft_wrap=True)
+                console.print(f"[yellow]{s.prefix}:[/] {escape(problem)}", soft_wrap=True,
+                              highlight=False)
+
+
+def _services_cell(status: CoinStatus) -> str:
+    if status.services is None:
+        return "-"
+    degraded = sorted(status.degraded)
+    if not degraded:
+        return "[green]ok[/]"
+    return f"[yellow]{', '.join(degraded)} degraded[/]"
 
 
 def _systemctl(action: str, prefixes: list[str] | None, root: Path,

@@ -2,8 +2,8 @@
 
     password = new_password()                     # goes into coin.toml (0640), never here
     text = render_daemon_conf(network="regtest", rpc_port=19443, p2p_port=19444,
-                              rpcauth_value=rpcauth("pool", password), wallet="pool",
-                              zmq_port=None, prefix="ltc")
+                              onion_port=19445, rpcauth_value=rpcauth("pool", password),
+                              wallet="pool", zmq_port=None, prefix="ltc")
 
 The daemon gets only the salted HMAC of the password (``rpcauth=``, as Bitcoin Core's
 ``share/rpcauth/rpcauth.py`` writes it), RPC is bound to 127.0.0.1 and only 127.0.0.1 may
@@ -13,6 +13,16 @@ only from the section of the selected network when that network is not main: eve
 setting is therefore written under ``[main]``, ``[test]`` or ``[regtest]``, after the
 network selector line. Daemons older than 0.17 (Dogecoin 1.14) know no sections: for them
 ``sections=False`` writes the same settings flat.
+
+Every listener is pinned to a port multipool allocated, because a default port is shared
+by every daemon of one kind on the host. Measured with litecoind 0.21: besides its P2P
+port, a listening node binds a Tor onion-service target on 127.0.0.1 at a default port
+(19444 in regtest, whatever ``port=`` says), also with ``listenonion=0``; the first node
+to start takes it, and another coin's node whose P2P port is 19444 then finds a stranger
+answering there (the two chains merge). An explicit ``bind=127.0.0.1:PORT=onion`` is the
+only way to move it, so a listening daemon of Core 0.21 or later gets one (``onion_port``),
+and ``listenonion=0`` unless the operator enables Tor. A node that does not listen
+(``p2p_port=None``: ``listen=0``) binds nothing at all.
 
 A ``wallet=NAME`` line is written when a wallet is named. Measured with litecoind 0.21: a
 wallet that does not exist yet is skipped with a warning ("Skipping -wallet path that
@@ -37,6 +47,8 @@ from multipool.catalog import NetworkPorts
 
 NETWORK_SELECTOR = {"main": None, "test": "testnet=1", "regtest": "regtest=1"}
 LOOPBACK = "127.0.0.1"
+# Where a public daemon (main, test) listens for peers: every IPv4 and IPv6 address.
+PUBLIC_HOSTS = ("0.0.0.0", "::")  # noqa: S104 - peers connect from anywhere
 
 # Core splits rpcauth on ":" and "$"; user names are kept to a safe alphabet.
 _USER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -45,6 +57,7 @@ _SALT = re.compile(r"(?:[0-9a-f]{2})+")
 # A config line's value: no line breaks, no "#" (starts a comment in Core's parser).
 _VALUE = re.compile(r"[^\r\n#]*")
 _PEER = re.compile(r"[A-Za-z0-9.:\[\]-]+")
+_HOST = re.compile(r"[0-9A-Fa-f.:]+")
 _WALLET = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -103,31 +116,55 @@ def _check_port(what: str, port: int) -> None:
         raise ValueError(f"{what} must be a port number 1-65535, got {port!r}")
 
 
-def render_daemon_conf(*, network: str, rpc_port: int, p2p_port: int, rpcauth_value: str,
-                       wallet: str | None, zmq_port: int | None, peers: tuple[str, ...] = (),
-                       listen: bool = True, extra: tuple[str, ...] = (),
-                       sections: bool = True, prefix: str | None = None) -> str:
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def render_daemon_conf(*, network: str, rpc_port: int, p2p_port: int | None,
+                       rpcauth_value: str, wallet: str | None, zmq_port: int | None,
+                       bind_hosts: tuple[str, ...] = (LOOPBACK,),
+                       onion_port: int | None = None, tor: bool = False,
+                       connect: tuple[str, ...] | None = None, discovery: bool = True,
+                       extra: tuple[str, ...] = (), sections: bool = True,
+                       prefix: str | None = None) -> str:
     """Return the text of the daemon's config file.
 
-    ``peers`` become ``addnode=`` lines (host:port), ``extra`` lines (``key=value``) are
-    appended as they are, ``sections=False`` writes everything without a network section
-    (for daemons before Core 0.17), and ``prefix`` names the coin in the header comment.
-    No password ever appears: only ``rpcauth_value`` (see :func:`rpcauth`).
+    ``p2p_port`` is where it listens for peers, on each of ``bind_hosts``; None: it does
+    not listen (``listen=0``) and binds no port but RPC's. ``onion_port`` pins the
+    onion-service target of a listening Core 0.21+ daemon to 127.0.0.1 (see the module
+    notes); ``tor`` switches the onion service itself on (``listenonion``). ``connect``
+    None lets the daemon find peers itself; a tuple of host:port makes it connect to those
+    only (``connect=``), and an empty tuple to none (``connect=0``). ``discovery`` False
+    turns off DNS seeds and the discovery of its own addresses. ``extra`` lines
+    (``key=value``) are appended as they are, ``sections=False`` writes everything without
+    a network section (for daemons before Core 0.17), and ``prefix`` names the coin in the
+    header comment. No password ever appears: only ``rpcauth_value`` (see :func:`rpcauth`).
     """
     if network not in NETWORK_SELECTOR:
         raise ValueError(f"network must be one of {', '.join(NETWORK_SELECTOR)}, got {network!r}")
     _check_port("rpc_port", rpc_port)
-    _check_port("p2p_port", p2p_port)
-    if zmq_port is not None:
-        _check_port("zmq_port", zmq_port)
-    if len({rpc_port, p2p_port, zmq_port} - {None}) != 2 + (zmq_port is not None):
-        raise ValueError(f"rpc, p2p and zmq ports must differ, got {rpc_port}, {p2p_port}, "
-                         f"{zmq_port}")
+    ports = {"rpc": rpc_port}
+    for what, port in (("p2p_port", p2p_port), ("zmq_port", zmq_port),
+                       ("onion_port", onion_port)):
+        if port is not None:
+            _check_port(what, port)
+            ports[what.removesuffix("_port")] = port
+    if len(set(ports.values())) != len(ports):
+        raise ValueError(f"the daemon's ports must differ, got {ports}")
+    if onion_port is not None and p2p_port is None:
+        raise ValueError("onion_port is for a daemon that listens: give p2p_port too")
+    if tor and p2p_port is None:
+        raise ValueError("tor needs a daemon that listens: give p2p_port too")
+    if p2p_port is not None and not bind_hosts:
+        raise ValueError("a daemon that listens needs at least one bind host")
     if not _RPCAUTH.fullmatch(rpcauth_value):
         raise ValueError("rpcauth_value must be user:salt$hmac as rpcauth() returns it")
     if wallet is not None and not _WALLET.fullmatch(wallet):
         raise ValueError(f"wallet name must be letters, digits, '_', '.' or '-', got {wallet!r}")
-    for peer in peers:
+    for host in bind_hosts:
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"bind host must be an IP address, got {host!r}")
+    for peer in connect or ():
         if not _PEER.fullmatch(peer):
             raise ValueError(f"peer must be host:port, got {peer!r}")
     for line in extra:
@@ -140,6 +177,7 @@ def render_daemon_conf(*, network: str, rpc_port: int, p2p_port: int, rpcauth_va
         "# Generated by multipool: do not edit. This file is rewritten from the coin's",
         f"# settings: edits belong in {where}.",
         "# RPC: rpcauth only (salted HMAC, no password here), bound to 127.0.0.1.",
+        "# Every listener is bound to a port of this coin's own (see `multipool coin list`).",
         "",
     ]
     selector = NETWORK_SELECTOR[network]
@@ -155,14 +193,23 @@ def render_daemon_conf(*, network: str, rpc_port: int, p2p_port: int, rpcauth_va
         f"rpcbind={LOOPBACK}",
         f"rpcallowip={LOOPBACK}",
         f"rpcport={rpc_port}",
-        f"port={p2p_port}",
-        f"listen={1 if listen else 0}",
     ]
+    if p2p_port is None:
+        lines.append("listen=0")
+    else:
+        lines += [f"port={p2p_port}", "listen=1"]
+        lines += [f"bind={_host_port(host, p2p_port)}" for host in bind_hosts]
+        if onion_port is not None:
+            lines.append(f"bind={_host_port(LOOPBACK, onion_port)}=onion")
+    lines.append(f"listenonion={1 if tor else 0}")
+    if connect is not None:
+        lines += [f"connect={peer}" for peer in connect] or ["connect=0"]
+    if not discovery:
+        lines += ["dnsseed=0", "discover=0"]
     if wallet is not None:
         lines.append(f"wallet={wallet}")
     if zmq_port is not None:
         lines.append(f"zmqpubhashblock=tcp://{LOOPBACK}:{zmq_port}")
-    lines += [f"addnode={peer}" for peer in peers]
     lines += list(extra)
     return "\n".join(lines) + "\n"
 

@@ -12,6 +12,7 @@ from multipool.ops import changes, systemd
 from multipool.ops.backup import backup_unit_changes
 from multipool.ops.changes import Change
 from multipool.ops.layout import Layout
+from multipool.ops.reach import check_reachable
 from multipool.ops.web import NGINX_DIR, web_changes
 
 DEFAULT_ROOT = Path("/opt/multipool")
@@ -66,6 +67,8 @@ def init_changes(layout: Layout, *, install_packages: bool = True,
     site (in ``nginx_dir``) too."""
     check_mode(layout.mode)
     existing = existing_server(layout)
+    if layout.system:  # its services run this interpreter as the web user
+        check_reachable(layout.web_user, "the web process")
     plan: list[Change] = []
     if layout.system:
         if install_packages:

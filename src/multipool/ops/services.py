@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -39,3 +40,32 @@ class ServiceSpec:
     stop_timeout: float = 90.0
     # Environment for the process, on top of a clean one.
     environment: tuple[tuple[str, str], ...] = ()
+
+
+# The environment variable that carries a service's configuration fingerprint into its
+# process, where /proc/<pid>/environ shows what a running process was started with.
+CONFIG_ENV = "MULTIPOOL_CONFIG"
+
+
+def fingerprinted(spec: ServiceSpec, *inputs: bytes) -> ServiceSpec:
+    """Given a service and what it reads when it starts (its config, its binary's digest,
+    ...), return the service with ``MULTIPOOL_CONFIG=<fingerprint>`` in its environment:
+    a hash of its command, user, directories, environment and those inputs. A process
+    whose fingerprint differs from its service's runs an older configuration.
+
+    The hash covers secrets (an RPC password is part of coin.toml), and a unit file
+    showing it is world-readable: a SHA-256 over 256-bit random passwords gives nothing
+    away that could be guessed."""
+    digest = hashlib.sha256()
+    basics = [spec.name, *spec.argv, str(spec.working_dir), spec.user or "", spec.group or "",
+              *map(str, spec.writable),
+              *(f"{key}={value}" for key, value in spec.environment if key != CONFIG_ENV)]
+    for part in [*(item.encode() for item in basics), *inputs]:
+        digest.update(len(part).to_bytes(8, "big") + part)  # length-prefixed: unambiguous
+    environment = tuple((k, v) for k, v in spec.environment if k != CONFIG_ENV)
+    return replace(spec, environment=(*environment, (CONFIG_ENV, digest.hexdigest()[:32])))
+
+
+def config_fingerprint(spec: ServiceSpec) -> str | None:
+    """The fingerprint :func:`fingerprinted` gave the service, or None."""
+    return dict(spec.environment).get(CONFIG_ENV)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,9 +21,18 @@ from multipool.chain.sync import SyncState
 from multipool.config import CoinConfig
 from multipool.errors import PoolError
 from multipool.ops.layout import Layout
+from multipool.web.status import (
+    HASHRATE_WINDOW,
+    STATUS_FILE,
+    StatusError,
+    parse_status,
+    pool_view,
+    read_status_bytes,
+)
 
-# Hashrate and miners over the last 10 minutes of the stats roll-ups.
-WINDOW_SECONDS = 600.0
+# Hashrate and miners over the last 10 minutes of the stats roll-ups (the web page's
+# window too).
+WINDOW_SECONDS = HASHRATE_WINDOW
 
 
 @dataclass
@@ -50,9 +59,19 @@ class CoinStatus:
     last_payment_time: str | None = None
     last_payment_status: str | None = None
     database_error: str | None = None
+    hashrate_window: float = WINDOW_SECONDS  # seconds the hashrate and miners cover
+    # The engine's background services as its status.json reports them (name -> state,
+    # reason, since); None when it has published none lately.
+    services: dict[str, dict[str, str | None]] | None = None
+    status_error: str | None = None  # why there are no services to show
+
+    @property
+    def degraded(self) -> dict[str, dict[str, str | None]]:
+        return {name: s for name, s in (self.services or {}).items()
+                if s["state"] == "degraded"}
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"degraded": sorted(self.degraded)}
 
 
 async def port_listening(host: str, port: int) -> bool:
@@ -132,10 +151,40 @@ async def _database_status(status: CoinStatus, config: CoinConfig) -> None:
         await engine.dispose()
 
 
+def _published_status(status: CoinStatus, config: CoinConfig,
+                      now: datetime | None = None) -> None:
+    """The services' health from the engine's status.json in the coin's public
+    directory, read as the web reads it (hostile input: no symlink, size cap, types)."""
+    if config.pool.public_dir is None:
+        status.status_error = "coin.toml names no [pool] public_dir to read the status from"
+        return
+    path = Path(config.pool.public_dir) / STATUS_FILE
+    try:
+        published = parse_status(read_status_bytes(path), config.coin.prefix)
+    except FileNotFoundError:
+        status.status_error = f"no {path} yet: the pool engine has not published its status"
+        return
+    except StatusError as exc:
+        status.status_error = f"{path}: unreadable: {exc}"
+        return
+    view = pool_view(config.coin.prefix, published, now or datetime.now(UTC))
+    if not view.live:
+        status.status_error = (f"{path} was written {view.updated_age} s ago: the pool "
+                               "engine is not running, or not publishing")
+        return
+    if published.services is None:
+        status.status_error = "the pool engine reports no services (an older version)"
+        return
+    status.services = {h.name: {"state": h.state, "reason": h.reason,
+                                "since": None if h.since is None else h.since.isoformat()}
+                       for h in published.services}
+
+
 async def coin_status(config: CoinConfig) -> CoinStatus:
     status = CoinStatus(prefix=config.coin.prefix, name=config.coin.name,
                         network=config.coin.network,
                         stratum_ports=tuple(p.port for p in config.stratum.ports))
+    _published_status(status, config)
     listening = [port_listening(config.stratum.host, port) for port in status.stratum_ports]
     results = await asyncio.gather(_daemon_status(status, config),
                                    _database_status(status, config), *listening)

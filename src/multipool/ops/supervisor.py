@@ -6,6 +6,10 @@ argv, the same users (dropped to with setpriv when run as root), the same readin
 (a pool engine starts once its daemon answers RPC) and a restart policy like the units':
 a service that exits is started again after 1 s, then 2, 4 ... up to 60 s, the delay
 resetting once it has run for a minute. SIGINT/SIGTERM stop everything, dependents first.
+SIGHUP re-reads the services (`coin add` sends it after a change): those whose
+configuration changed are restarted, new ones started, removed ones stopped; the run file
+(``<root>/run.json``) lists the pid of each, for `coin add` to see what runs and with
+which configuration.
 
 Every end of a service is logged with its exit code (or signal) and the last line its
 log holds from that run, so `multipool run`'s own output says why; a program that cannot
@@ -21,14 +25,15 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.errors import PoolError
 from multipool.ops.commands import as_user_argv
-from multipool.ops.services import RpcReady, ServiceSpec
+from multipool.ops.restarts import RunState, ServiceRun, write_run_state
+from multipool.ops.services import RpcReady, ServiceSpec, config_fingerprint
 from multipool.supervision import describe_exit
 
 logger = logging.getLogger("multipool.run")
@@ -52,6 +57,22 @@ class ServiceState:
         return "ready" if self.ready.is_set() else "starting"
 
 
+def _check_specs(specs: Sequence[ServiceSpec]) -> None:
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise PoolError(f"service names repeat: {names}")
+    for spec in specs:
+        for dependency in spec.after:
+            if dependency not in names:
+                raise PoolError(f"{spec.name} comes after {dependency}, which is not "
+                                "one of the services")
+
+
+def _dependents_first(names: list[str], specs: dict[str, ServiceSpec]) -> list[str]:
+    """Services that come after others first, as they are stopped."""
+    return sorted(names, key=lambda name: not specs[name].after)
+
+
 async def rpc_ready(check: RpcReady) -> bool:
     """True once the daemon answers getblockchaininfo (not just accepts connections)."""
     try:
@@ -66,7 +87,13 @@ async def rpc_ready(check: RpcReady) -> bool:
 
 class Supervisor:
     """Runs services, gates each on the readiness of those it comes after, restarts
-    the ones that exit, and stops them all in reverse order when cancelled."""
+    the ones that exit, and stops them all in reverse order when cancelled.
+
+    ``loader`` gives the services anew: :meth:`reload` (on SIGHUP in `multipool run`)
+    restarts those whose spec changed (their fingerprint: see
+    :func:`~multipool.ops.services.fingerprinted`), starts new ones and stops the ones
+    gone. ``run_file`` is kept up to date with the pid and fingerprint of every service,
+    for `coin add` to see what runs with which configuration."""
 
     FIRST_DELAY = 1.0
     MAX_DELAY = 60.0
@@ -74,20 +101,21 @@ class Supervisor:
     READY_POLL = 0.25
 
     def __init__(self, specs: Sequence[ServiceSpec], *, log_dir: Path,
-                 first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY):
-        names = [spec.name for spec in specs]
-        if len(set(names)) != len(names):
-            raise PoolError(f"service names repeat: {names}")
-        for spec in specs:
-            for dependency in spec.after:
-                if dependency not in names:
-                    raise PoolError(f"{spec.name} comes after {dependency}, which is not "
-                                    "one of the services")
+                 first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY,
+                 loader: Callable[[], Sequence[ServiceSpec]] | None = None,
+                 run_file: Path | None = None, prefixes: tuple[str, ...] | None = None):
+        _check_specs(specs)
         self.states = {spec.name: ServiceState(spec) for spec in specs}
         self.log_dir = log_dir
         self.first_delay = first_delay
         self.max_delay = max_delay
+        self.loader = loader
+        self.run_file = run_file
+        self.prefixes = prefixes
         self._processes: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._failed: asyncio.Future[None] | None = None
+        self._reloading = asyncio.Lock()
 
     def argv(self, spec: ServiceSpec) -> list[str]:
         """The command line as systemd would run it: as the service's user when root."""
@@ -98,15 +126,74 @@ class Supervisor:
     async def run(self) -> None:
         """Run until cancelled, then stop every service (dependents first)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        tasks = [asyncio.create_task(self._keep_running(state), name=name)
-                 for name, state in self.states.items()]
+        self._failed = asyncio.get_running_loop().create_future()
+        for state in self.states.values():
+            self._spawn(state)
+        self._write_run_file()
         try:
-            await asyncio.gather(*tasks)
+            await self._failed  # set only by an unexpected error in a service's task
         finally:
+            tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._stop_all()
+            if self.run_file is not None:
+                self.run_file.unlink(missing_ok=True)
+
+    def _spawn(self, state: ServiceState) -> None:
+        task = asyncio.create_task(self._keep_running(state), name=state.spec.name)
+        self._tasks[state.spec.name] = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._failed is None or self._failed.done():
+            return
+        error = task.exception()
+        if error is not None:
+            self._failed.set_exception(error)
+
+    async def reload(self) -> None:
+        """Take the services from ``loader`` again: restart those whose spec changed,
+        start the new ones, stop the ones gone. A loader that fails (a bad coin.toml)
+        changes nothing; the error is logged."""
+        if self.loader is None:
+            return
+        async with self._reloading:
+            try:
+                specs = list(self.loader())
+                _check_specs(specs)
+            except (PoolError, OSError, ValueError) as exc:
+                logger.error("reload: services left as they are: %s", exc)
+                return
+            wanted = {spec.name: spec for spec in specs}
+            gone = [name for name in self.states if name not in wanted]
+            changed = [name for name, spec in wanted.items()
+                       if name in self.states and self.states[name].spec != spec]
+            added = [name for name in wanted if name not in self.states]
+            if not (gone or changed or added):
+                logger.info("reload: every service runs its current configuration")
+                return
+            for name in _dependents_first(gone + changed, wanted | {
+                    n: s.spec for n, s in self.states.items()}):
+                task = self._tasks.pop(name)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await self._stop(name)
+            for name in gone:
+                del self.states[name]
+                logger.info("reload: stopped %s, no longer a service", name)
+            for name in changed:
+                state = self.states[name]
+                state.spec, state.pid = wanted[name], None
+                state.ready.clear()
+                logger.info("reload: restarting %s, its configuration changed", name)
+                self._spawn(state)
+            for name in added:
+                logger.info("reload: starting %s, a new service", name)
+                self.states[name] = ServiceState(wanted[name])
+                self._spawn(self.states[name])
+            self._write_run_file()
 
     async def _keep_running(self, state: ServiceState) -> None:
         spec = state.spec
@@ -139,6 +226,7 @@ class Supervisor:
             state.pid, state.last_exit = None, code
             state.ready.clear()
             self._processes.pop(spec.name, None)
+            self._write_run_file()
             if time.monotonic() - began >= self.STABLE_AFTER:
                 delay = self.first_delay
             last_words = self._last_words(spec, log_start)
@@ -188,14 +276,26 @@ class Supervisor:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(spec.environment)}
         with open(self._log_file(spec), "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                *self.argv(spec), cwd=spec.working_dir, env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log, stderr=log, start_new_session=True)
+                *self.argv(spec), cwd=spec.working_dir, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
         self._processes[spec.name] = process
         state.pid, state.started_at = process.pid, time.monotonic()
         state.starts += 1
+        self._write_run_file()
         logger.info("started %s (pid %d)%s", spec.name, process.pid,
                     "" if state.starts == 1 else f", start {state.starts}")
         return process
+
+    def _write_run_file(self) -> None:
+        if self.run_file is None:
+            return
+        try:
+            write_run_state(self.run_file, RunState(os.getpid(), self.prefixes, {
+                name: ServiceRun(state.pid, config_fingerprint(state.spec))
+                for name, state in self.states.items()}))
+        except OSError as exc:
+            logger.warning("cannot write %s: %s", self.run_file, exc)
 
     async def _wait_ready(self, state: ServiceState, exited: asyncio.Task[int]) -> None:
         check = state.spec.ready

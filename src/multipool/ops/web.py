@@ -11,7 +11,7 @@ from multipool.config import ServerConfig
 from multipool.ops import nginx, systemd
 from multipool.ops.changes import Change
 from multipool.ops.layout import Layout
-from multipool.ops.services import ServiceSpec
+from multipool.ops.services import ServiceSpec, fingerprinted
 
 WEB_SERVICE = "multipool-web"
 NGINX_DIR = Path("/etc/nginx")
@@ -35,12 +35,12 @@ def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
             server.public_host, "--log-level", "info"]
     if not layout.system and os.geteuid() == 0:
         argv.append("--allow-root")  # a local install run by root (a container, CI)
-    return ServiceSpec(
+    return fingerprinted(ServiceSpec(
         name=WEB_SERVICE, description="multipool web: the page listing every pool",
         argv=tuple(argv), working_dir=layout.web, user=layout.web_user,
         group=layout.web_user, stop_timeout=15.0,
         # Behind nginx on loopback: no other address may reach it or be reached.
-        network=not _loopback(server.web_listen))
+        network=not _loopback(server.web_listen)))
 
 
 def web_changes(layout: Layout, server: ServerConfig, *, unit_dir: Path = systemd.UNIT_DIR,

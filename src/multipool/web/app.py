@@ -19,8 +19,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from multipool.web.display import format_age, format_coins, format_hashrate, format_number
-from multipool.web.status import STALE_AFTER, StatusReader, stratum_url
+from multipool.web.display import (
+    format_age,
+    format_coins,
+    format_hashrate,
+    format_number,
+    format_utc,
+    plural,
+    window_text,
+)
+from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, StatusReader, stratum_url
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -63,7 +71,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(hashrate=format_hashrate, age=format_age, number=format_number,
-                       coins=format_coins)
+                       coins=format_coins, plural=plural, utc=format_utc)
     return env
 
 
@@ -85,6 +93,7 @@ def create_app(*, root: Path, public_host: str) -> Starlette:
         views = reader.views()
         html = env.get_template("index.html").render(
             pools=views, public_host=public_host, stale_after=int(STALE_AFTER),
+            hashrate_window=window_text(HASHRATE_WINDOW),
             stylesheet=static_url(request, "style.css"), stratum_url=stratum_url,
             api_url=f"{request.scope.get('root_path', '')}/api/pools",
             now=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 HASHRATE_UNITS = ("H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s", "EH/s", "ZH/s")
@@ -74,3 +75,36 @@ def format_coins(amount: Decimal | None) -> str:
         return "-"
     text = format(amount, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def plural(count: int, word: str) -> str:
+    """Given a count and a noun, return them as read: ``1 miner``, ``2 miners``.
+
+    >>> plural(1, "miner"), plural(0, "peer"), plural(2, "worker")
+    ('1 miner', '0 peers', '2 workers')
+    """
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def window_text(seconds: float) -> str:
+    """Given a time window in seconds, return it as a label: ``10 min``, ``1 h``, ``45 s``.
+
+    >>> window_text(600), window_text(3600), window_text(45)
+    ('10 min', '1 h', '45 s')
+    """
+    s = int(seconds)
+    if s % 3600 == 0:
+        return f"{s // 3600} h"
+    if s % 60 == 0:
+        return f"{s // 60} min"
+    return f"{s} s"
+
+
+def format_utc(time: datetime) -> str:
+    """Given an aware time, return it in UTC to the minute.
+
+    >>> from datetime import timedelta, timezone
+    >>> format_utc(datetime(2026, 12, 1, 10, 30, tzinfo=timezone(timedelta(hours=2))))
+    '2026-12-01 08:30 UTC'
+    """
+    return time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

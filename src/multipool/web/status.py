@@ -10,6 +10,8 @@ States of a pool:
 
 - ``online``: the status is fresh (written in the last :data:`STALE_AFTER` seconds) and
   the stratum ports are open;
+- ``degraded``: fresh and open, but a background service of the engine (block tracking,
+  payments, stats, ...) is failing and retrying: ``reason`` names each with its reason;
 - ``closed``: fresh, but the stratum ports are closed (the daemon is syncing, or down:
   ``reason`` says why, in the engine's words);
 - ``offline``: the status is stale, or there is none (the engine is not running);
@@ -40,6 +42,9 @@ STATUS_FILE = "status.json"
 STATUS_VERSION = 1
 # The engines write every 30 s: four missed writes and the pool is called offline.
 STALE_AFTER = 120.0
+# The window of the hashrate and miner counts the engines publish (their
+# public_status.WINDOW_SECONDS, as `multipool status` shows them).
+HASHRATE_WINDOW = 600.0
 # A status is a few hundred bytes; anything this large is not one.
 MAX_STATUS_BYTES = 64 * 1024
 # Strings longer than this are not names, symbols or reasons.
@@ -47,7 +52,11 @@ MAX_TEXT = 200
 # A broken file is logged at most once a minute, not once a request.
 WARN_INTERVAL = 60.0
 
-STATES = ("online", "closed", "offline", "unreadable")
+STATES = ("online", "degraded", "closed", "offline", "unreadable")
+# A service's name: lowercase, as the engine names them (shares, blocks, payments, ...).
+SERVICE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SERVICE_STATES = ("ok", "degraded")
+MAX_SERVICES = 32
 
 
 class StatusError(PoolError, ValueError):
@@ -60,6 +69,20 @@ class StratumPort:
     difficulty: float | None
     vardiff: bool
     tls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    """One background service of the engine, as it reports itself."""
+
+    name: str
+    state: str  # one of SERVICE_STATES
+    reason: str | None = None  # why it is degraded, in the engine's words
+    since: datetime | None = None  # when it became so
+
+    @property
+    def degraded(self) -> bool:
+        return self.state == "degraded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +113,13 @@ class PoolStatus:
     found_24h: int | None = None
     last_payment_time: datetime | None = None
     last_payment_status: str | None = None
+    # None: the engine reports no services (an older engine).
+    services: tuple[ServiceHealth, ...] | None = None
+
+    @property
+    def degraded(self) -> tuple[ServiceHealth, ...]:
+        """The services that report themselves degraded."""
+        return tuple(s for s in self.services or () if s.degraded)
 
 
 class _Object:
@@ -216,6 +246,7 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
     daemon, pool = top.obj("daemon"), top.obj("pool")
     blocks, payments = top.obj("blocks"), top.obj("payments")
     return PoolStatus(
+        services=_parse_services(document.get("services")),
         updated=updated,
         name=coin.text("name"), symbol=coin.text("symbol"),
         algorithm=coin.text("algorithm"), network=coin.text("network"),
@@ -233,6 +264,29 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
         last_payment_time=payments.time("last_time"),
         last_payment_status=payments.text("last_status"),
     )
+
+
+def _parse_services(raw: object) -> tuple[ServiceHealth, ...] | None:
+    """``services``: {"<name>": {"state": "ok" | "degraded", "reason": str | null,
+    "since": ISO time | null}}, sorted by name; None when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) > MAX_SERVICES:
+        raise StatusError(f"services: must be an object of at most {MAX_SERVICES} services")
+    found = []
+    for name in sorted(raw):
+        if not SERVICE_RE.fullmatch(name):
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            raise StatusError(f"services: {shown!r} is not a service name")
+        if not isinstance(raw[name], dict):
+            raise StatusError(f"services.{name}: must be an object")
+        entry = _Object(raw[name], f"services.{name}.")
+        state = entry.text("state")
+        if state not in SERVICE_STATES:
+            raise entry._error("state", " or ".join(repr(s) for s in SERVICE_STATES), state)
+        found.append(ServiceHealth(name=name, state=state, reason=entry.text("reason"),
+                                   since=entry.time("since")))
+    return tuple(found)
 
 
 def stratum_url(public_host: str, port: StratumPort) -> str:
@@ -267,7 +321,13 @@ class PoolView:
     @property
     def live(self) -> bool:
         """Whether the figures that change by the minute (hashrate, miners) are current."""
-        return self.state in ("online", "closed")
+        return self.state in ("online", "degraded", "closed")
+
+    @property
+    def degraded_services(self) -> tuple[ServiceHealth, ...]:
+        """The engine's services that are degraded now (none when the status is stale:
+        what it said then may no longer hold)."""
+        return self.status.degraded if self.status is not None and self.live else ()
 
     def as_json(self, public_host: str) -> dict[str, Any]:
         """The API form: numbers as numbers, times as ISO 8601, ages in whole seconds,
@@ -279,7 +339,7 @@ class PoolView:
                     "updated": None, "updated_age": None, "stratum": [], "daemon": None,
                     "hashrate": None, "miners": None, "workers": None, "scheme": None,
                     "fee_percent": None, "min_payout": None, "last_block": None,
-                    "blocks_24h": None, "last_payment": None}
+                    "blocks_24h": None, "last_payment": None, "services": None}
         return {
             "prefix": self.prefix, "state": self.state, "reason": self.reason,
             "name": s.name, "symbol": s.symbol, "algorithm": s.algorithm,
@@ -303,6 +363,10 @@ class PoolView:
             "last_payment": None if s.last_payment_time is None
             else {"time": s.last_payment_time.isoformat(), "age": self.last_payment_age,
                   "status": s.last_payment_status},
+            "services": None if s.services is None or not self.live
+            else {h.name: {"state": h.state, "reason": h.reason,
+                           "since": None if h.since is None else h.since.isoformat()}
+                  for h in s.services},
         }
 
 
@@ -325,9 +389,22 @@ def pool_view(prefix: str, status: PoolStatus | StatusError | None, now: datetim
             "last_payment_age": _age(now, status.last_payment_time)}
     if (now - status.updated).total_seconds() > STALE_AFTER:
         return PoolView(prefix, "offline", "status is stale", status, **ages)
-    if status.stratum_open:
-        return PoolView(prefix, "online", None, status, **ages)
-    return PoolView(prefix, "closed", status.daemon_reason, status, **ages)
+    if not status.stratum_open:
+        return PoolView(prefix, "closed", status.daemon_reason, status, **ages)
+    if status.degraded:
+        return PoolView(prefix, "degraded", degraded_reason(status.degraded), status, **ages)
+    return PoolView(prefix, "online", None, status, **ages)
+
+
+def degraded_reason(services: tuple[ServiceHealth, ...]) -> str:
+    """One line naming each degraded service and its reason.
+
+    >>> degraded_reason((ServiceHealth("payments", "degraded", "daemon unreachable"),
+    ...                  ServiceHealth("stats", "degraded")))
+    'payments degraded: daemon unreachable; stats degraded'
+    """
+    return "; ".join(f"{s.name} degraded" + (f": {s.reason}" if s.reason else "")
+                     for s in services)
 
 
 def read_status_bytes(path: Path) -> bytes:
