@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from multipool.accounting.schema import blocks
+from multipool.accounting.schema import CANDIDATE, blocks
 from multipool.accounting.stats import pool_activity
 from multipool.atomicfile import write_atomically
 from multipool.chain.sync import SyncState
@@ -133,7 +133,7 @@ class PublicStatusWriter:
             found = (await connection.execute(
                 select(func.count()).select_from(blocks)
                 .where(blocks.c.time >= now - timedelta(days=1),
-                       blocks.c.status != "orphaned"))).scalar_one()
+                       blocks.c.status.not_in(("orphaned", CANDIDATE))))).scalar_one()
         document["pool"].update(hashrate=activity.hashrate, miners=activity.miners,
                                 workers=activity.workers)
         document["blocks"] = {"last_height": activity.last_block_height,

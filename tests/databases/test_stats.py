@@ -17,13 +17,21 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting import stats
-from multipool.accounting.schema import blocks, settings, shares, stats_minute, stats_rejects
+from multipool.accounting.schema import (
+    CANDIDATE,
+    blocks,
+    settings,
+    shares,
+    stats_minute,
+    stats_rejects,
+)
 from multipool.accounting.stats import (
     ActiveMiners,
     StatsRoller,
     active_miners,
     hashrate,
     hashrate_history,
+    pool_activity,
     prune_stats,
     round_effort,
     share_counts,
@@ -282,6 +290,29 @@ async def test_round_effort_by_hand(engine: AsyncEngine):
             "worker": "", "reward": 5_000_000_000, "network_difficulty": 2.0,
             "last_share_id": last, "status": "pending", "confirmations": 0})
     assert await round_effort(engine, "scrypt") == 0.0
+
+
+async def test_a_block_candidate_is_neither_the_last_block_nor_ends_the_round(
+        engine: AsyncEngine):
+    """A candidate row (written before submitblock; the daemon may refuse it, or its
+    engine may die before submitting it) is not a block yet: effort and the pool's
+    newest block are those of the pending block before it."""
+    finder = await insert_shares(engine, [share(T0, difficulty=4096.0)])
+    later = await insert_shares(engine, [share(T0, difficulty=8192.0)])
+    async with engine.begin() as connection:
+        await connection.execute(insert(blocks), [
+            {"height": 101, "hash": "ab" * 32, "time": T0, "address": "addrA",
+             "worker": "rig1", "reward": 5_000_000_000, "network_difficulty": 0.5,
+             "last_share_id": finder, "status": "pending", "confirmations": 0},
+            {"height": 102, "hash": "cd" * 32, "time": T0 + timedelta(seconds=1),
+             "address": "addrA", "worker": "rig1", "reward": 5_000_000_000,
+             "network_difficulty": 0.5, "last_share_id": later, "status": CANDIDATE,
+             "confirmations": 0}])
+    # The round goes on past the candidate: 8192 of 0.5 x 65536.
+    assert await round_effort(engine, "scrypt") == 0.25
+    activity = await pool_activity(engine, algorithm="scrypt", window_seconds=600,
+                                   now=T0 + timedelta(minutes=5))
+    assert (activity.last_block_height, activity.last_block_status) == (101, "pending")
 
 
 async def test_prune_stats(engine: AsyncEngine):

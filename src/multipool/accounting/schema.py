@@ -61,6 +61,10 @@ shares = Table(
     Index(None, "address", "time"),
 )
 
+# The status of a block row written before its submitblock: not a block (yet). Pages,
+# status and effort leave such rows out.
+CANDIDATE = "candidate"
+
 blocks = Table(
     "blocks", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -75,7 +79,8 @@ blocks = Table(
     Column("effort", FLOAT64),
     # The last share of the round: the PPLNS window ends here.
     Column("last_share_id", BigInteger),
-    # pending -> confirmed | orphaned
+    # candidate (stored before submitblock) -> pending -> confirmed | orphaned; a
+    # candidate the daemon refused or never got is deleted
     Column("status", String(16), nullable=False, default="pending"),
     Column("confirmations", Integer, nullable=False, default=0),
     # Set once the block's reward snapshot (block_rewards) is written, with its scheme.

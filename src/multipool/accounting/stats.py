@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.schema import (
+    CANDIDATE,
     blocks,
     payment_batches,
     settings,
@@ -414,6 +415,7 @@ async def round_effort(source: Source, algorithm: str, *,
     async with _connection(source) as connection:
         newest = (await connection.execute(
             select(blocks.c.last_share_id, blocks.c.network_difficulty)
+            .where(blocks.c.status != CANDIDATE)
             .order_by(blocks.c.id.desc()).limit(1))).first()
         after, difficulty = 0, network_difficulty
         if newest is not None:
@@ -467,6 +469,7 @@ async def pool_activity(source: Source, *, algorithm: str, window_seconds: float
         active = await active_miners(connection, window_seconds, now=now)
         block = (await connection.execute(
             select(blocks.c.height, blocks.c.time, blocks.c.status)
+            .where(blocks.c.status != CANDIDATE)
             .order_by(blocks.c.id.desc()).limit(1))).first()
         payment = (await connection.execute(
             select(payment_batches.c.created, payment_batches.c.status)

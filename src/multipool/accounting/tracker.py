@@ -35,8 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.chainscan import FIRST_SCAN_DEPTH, ChainReconciler
 from multipool.accounting.rounds import RewardPolicy, credit_block, split_new_blocks
-from multipool.accounting.schema import blocks
-from multipool.accounting.writer import CANDIDATE
+from multipool.accounting.schema import CANDIDATE, blocks
 from multipool.chain.rpc import DaemonError
 
 # Bitcoin Core's "Block not found".

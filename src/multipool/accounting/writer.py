@@ -59,15 +59,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.database import SQLITE_BUSY_TIMEOUT_MS
-from multipool.accounting.schema import blocks, shares, spool_progress
+from multipool.accounting.schema import CANDIDATE, blocks, shares, spool_progress
 from multipool.accounting.spool import Quarantine, ShareSpool
 from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareRecord, ShareSink
 
 # What "the database is not there" looks like through SQLAlchemy and the drivers.
 DATABASE_DOWN = (OperationalError, DBAPIError, OSError, ConnectionError, TimeoutError)
 
-# Row kinds in the stream (a share has none). "block" is an accepted verdict.
-CANDIDATE = "candidate"
+# Row kinds in the stream (a share has none). "block" is an accepted verdict; a candidate
+# row becomes a block row with the status of the same name (schema.CANDIDATE).
 ACCEPTED = "block"
 REFUSED = "refused"
 # A spool line that opens a batch whose commit is in doubt.
