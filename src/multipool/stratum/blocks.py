@@ -29,7 +29,7 @@ from multipool.chain.pow import SHA256D_DIFF1_TARGET, sha256d
 from multipool.chain.serialize import le_to_hex
 from multipool.failpoints import failpoint
 from multipool.stratum.jobs import Job
-from multipool.stratum.sink import BlockCandidate, BlockRecord, ShareSink
+from multipool.stratum.sink import BlockCandidate, ShareSink
 
 
 class BlockSubmitterAPI(abc.ABC):
@@ -122,11 +122,12 @@ class BlockSubmissions:
         # getmininginfo and explorers show it.
         network_difficulty = SHA256D_DIFF1_TARGET / template.target
         started = time.perf_counter()
+        found = BlockCandidate(
+            time=found_at, height=template.height, hash_hex=candidate.hash_hex,
+            address=candidate.address, worker=candidate.worker,
+            reward=template.coinbase_value, network_difficulty=network_difficulty)
         try:
-            await self.sink.record_candidate(BlockCandidate(
-                time=found_at, height=template.height, hash_hex=candidate.hash_hex,
-                address=candidate.address, worker=candidate.worker,
-                reward=template.coinbase_value, network_difficulty=network_difficulty))
+            await self.sink.record_candidate(found)
         except Exception:
             # The one place where any failure is caught: a block left unsubmitted is
             # lost for good, an unrecorded one is found on the chain at the next start.
@@ -146,11 +147,7 @@ class BlockSubmissions:
         else:
             self.logger.error("block %d %s rejected by the daemon: %s", template.height,
                               candidate.hash_hex, result)
-        self.sink.record_block(BlockRecord(
-            time=found_at, height=template.height, hash_hex=candidate.hash_hex,
-            address=candidate.address, worker=candidate.worker,
-            reward=template.coinbase_value, network_difficulty=network_difficulty,
-            accepted=accepted, result=result))
+        self.sink.record_block(found.with_verdict(accepted, result))
         self.on_submitted()
         return accepted
 

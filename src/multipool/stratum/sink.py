@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +46,16 @@ class BlockCandidate:
     reward: int
     network_difficulty: float
 
+    def with_verdict(self, accepted: bool, result: str | None) -> BlockRecord:
+        """This candidate as submitted, with the daemon's verdict."""
+        found = {f.name: getattr(self, f.name) for f in fields(BlockCandidate)}
+        return BlockRecord(**found, accepted=accepted, result=result)
+
 
 @dataclass(frozen=True, slots=True)
-class BlockRecord:
+class BlockRecord(BlockCandidate):
     """A block candidate the pool submitted, with the daemon's verdict."""
 
-    time: float
-    height: int
-    hash_hex: str
-    address: str
-    worker: str
-    reward: int
-    network_difficulty: float
     accepted: bool
     result: str | None  # submitblock's reason string, None when accepted
 
