@@ -373,8 +373,11 @@ def _services(config: CoinConfig, database: AsyncEngine, daemon: DaemonClient,
                                          logger=logger.getChild("payments"))
     stats = StatsRoller(database, logger=logger.getChild("stats"))
 
+    held: list[str | None] = [None]  # why payments are paused, as the last run said
+
     async def pay() -> None:
         report = await payer.run_once()
+        held[0] = report.message if report.status == "paused" else None
         if report.status not in ("nothing_due", "paused"):
             payer.logger.info("payment run: %s %s", report.status, report.message)
 
@@ -389,6 +392,7 @@ def _services(config: CoinConfig, database: AsyncEngine, daemon: DaemonClient,
     supervisor.add(Periodic("blocks", tracker.check, intervals.blocks, wake=tracker.wakeup,
                             stuck_after=stuck_after))
     supervisor.add(Periodic("payments", pay, config.pool.payment_interval,
-                            stuck_after=max(stuck_after, 2 * config.pool.payment_interval)))
+                            stuck_after=max(stuck_after, 2 * config.pool.payment_interval),
+                            health=lambda: held[0]))
     supervisor.add(Periodic("stats", roll, intervals.stats, stuck_after=stuck_after))
     return supervisor

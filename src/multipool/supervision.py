@@ -10,7 +10,8 @@ Each is handed to the :class:`Supervisor` as one of two kinds:
   is logged (with its traceback the first time this failure is seen, then one line now
   and then), the service is shown *degraded* with the reason, and the round is tried
   again after a back-off (1 s, doubling, never longer than the interval). The first
-  round that succeeds again logs the recovery and shows the service *ok*. A round still
+  round that succeeds again logs the recovery and shows the service *ok*, unless its
+  ``health`` says why it still does not do its job (payments paused). A round still
   running after ``stuck_after`` seconds shows the service degraded too (it is not
   cancelled: a payment round must not be cut half-way).
 - an :class:`Essential` service is a coroutine that lives as long as the engine (the
@@ -87,6 +88,9 @@ class Periodic:
     wake: asyncio.Event | None = None
     # A round running longer than this shows the service degraded (None: never).
     stuck_after: float | None = None
+    # After a round that succeeded: why the service still does not do its job (payments
+    # held back by a pause), or None.
+    health: Callable[[], str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -327,3 +331,10 @@ class Supervisor:
             record.failures = 0
             record.reason = None
             record.since = self.wall()
+        held = service.health() if service.health is not None else None
+        if held != record.reason:
+            if held is None:
+                self.logger.info("%s: ok again (was: %s)", service.name, record.reason)
+            else:
+                self.logger.warning("%s: degraded: %s", service.name, held)
+            record.reason, record.since = held, self.wall()

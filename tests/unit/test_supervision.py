@@ -231,3 +231,37 @@ def test_exit_codes_in_words():
     assert describe_exit(-15) == "killed by SIGTERM"
     assert describe_exit(1) == "exit code 1"
     assert describe_exit(None) == "still running"
+
+
+async def test_a_round_that_succeeds_but_is_held_back_shows_why(
+        caplog: pytest.LogCaptureFixture):
+    """Payments paused (by hand, or because the wallet holds a send the database does not
+    know) is not a failure, but the service does not do its job: degraded, with the
+    reason its health gives, and ok again once that is gone."""
+    held: list[str | None] = ["payments paused: the wallet holds an unknown send"]
+    rounds: list[int] = []
+
+    async def step() -> None:
+        rounds.append(1)
+
+    supervisor = quick_supervisor()
+    supervisor.add(Periodic("payments", step, interval=0.05, health=lambda: held[0]))
+    with caplog.at_level(logging.INFO, logger="test.supervisor"):
+        supervisor.start(on_fatal=lambda error: pytest.fail(f"fatal: {error}"))
+        try:
+            await until(lambda: len(rounds) >= 2)
+            health = supervisor.states()["payments"]
+            assert (health.state, health.reason) == ("degraded", held[0])
+            since = health.since
+            await until(lambda: len(rounds) >= 4)
+            assert supervisor.states()["payments"].since == since  # one state, not new ones
+            held[0] = None
+            count = len(rounds)
+            await until(lambda: len(rounds) >= count + 2)
+            assert supervisor.states()["payments"].state == "ok"
+        finally:
+            await supervisor.stop(5)
+    messages = [r.getMessage() for r in caplog.records if r.name == "test.supervisor"]
+    assert sum("payments: degraded: payments paused" in m for m in messages) == 1
+    assert sum("payments: ok again (was: payments paused" in m for m in messages) == 1
+    assert not any(r.exc_info for r in caplog.records)

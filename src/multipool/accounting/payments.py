@@ -188,7 +188,8 @@ class PaymentProcessor:
         is not a broadcast) and BuildError: whatever was recorded is taken up by the next
         run; a lost lock ends the run with the status "stopped"."""
         if await is_paused(self.engine):
-            return PaymentReport("paused", "payments are paused for this coin")
+            return PaymentReport("paused", "payments are paused by hand: 'multipool payments "
+                                           "resume' restarts them")
         if not await self.lock.acquire():
             holder = await self.lock.holder_of()
             return PaymentReport("busy", f"another payment run holds the lock ({holder})")
