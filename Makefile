@@ -21,6 +21,7 @@ lint: setup
 bench: setup
 	$(VENV)/python bench/shares_per_second.py
 	$(VENV)/python bench/idle_connections.py
-	$(VENV)/python bench/share_inserts.py
+	$(VENV)/python bench/share_inserts.py --sqlite-normal
+	$(VENV)/python bench/block_durability.py
 	$(VENV)/python bench/pplns_split.py
 	$(VENV)/python bench/payment_run.py
