@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from multipool.chain.rpc import DaemonClient
 from multipool.config import load_coin_config, to_units
 from multipool.devnet import RegtestNetwork, free_port, regtest_coin_data, write_coin_file
 from multipool.miner import StratumMiner
+from tests.support.running import scrypt_miner
 
 POOL_TAG = "/multipool-crash/"
 # Kills in the loop; raise it for a longer soak (MULTIPOOL_CRASH_ROUNDS=20 make test).
@@ -133,17 +135,8 @@ class Pool:
                    if out["scriptPubKey"]["hex"] == self.script_hex)
 
 
-@contextlib.asynccontextmanager
-async def mining(pool: Pool):
-    miner = StratumMiner(host="127.0.0.1", port=pool.port, username=f"{pool.address}.rig",
-                         algorithm="scrypt")
-    task = asyncio.create_task(miner.run())
-    try:
-        yield miner
-    finally:
-        miner.stop()
-        task.cancel()
-        await asyncio.wait({task}, timeout=30)
+def mining(pool: Pool) -> AbstractAsyncContextManager[StratumMiner]:
+    return scrypt_miner(pool.port, f"{pool.address}.rig")
 
 
 async def block_rows(pool: Pool) -> dict[str, tuple[int, str]]:

@@ -6,7 +6,6 @@ and the new settings are live. `coin remove` stops the coin's services."""
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 from multipool.config import load_coin_config
 from multipool.devnet import free_port
+from tests.support.running import stop_run
 from tests.support.sockets import listening_ports, processes_with
 
 PREFIX = "ltce"
@@ -126,13 +126,7 @@ def test_coin_add_restarts_what_an_edit_changed(tmp_path: Path):
         assert "run.reload" in [c["operation"] for c in removed]
         wait_for(lambda: not any(pids().values()), 120, "the coin's services stop", runner)
     finally:
-        runner.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = runner.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            _, stderr = runner.communicate()
-            pytest.fail(f"multipool run did not stop on SIGTERM:\n{stderr[-3000:]}")
+        stderr = stop_run(runner)
     assert runner.returncode == 0, stderr[-3000:]
     assert "restarting multipool-ltce-pool, its configuration changed" in stderr
     assert not (root / "run.json").exists()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from multipool.chain.rpc import DaemonClient
 from multipool.devnet import RegtestNetwork, free_port, regtest_coin_config
 from multipool.engine import PoolEngine
 from multipool.miner import StratumMiner
+from tests.support.running import scrypt_miner
 
 POOL_TAG = "/multipool-test/"
 # scrypt share difficulty 2e-5 is a target just under 2^256: most hashes are shares and
@@ -63,19 +65,8 @@ async def running_pool(net: RegtestNetwork, address: str) -> AsyncIterator[PoolE
             assert not running, f"the pool engine did not stop within 30 s:\n{task_stacks()}"
 
 
-@contextlib.asynccontextmanager
-async def mining(engine: PoolEngine, username: str) -> AsyncIterator[StratumMiner]:
-    port = engine.server.bound_ports()[0]
-    miner = StratumMiner(host="127.0.0.1", port=port, username=username,
-                         algorithm="scrypt")
-    task = asyncio.create_task(miner.run())
-    try:
-        yield miner
-    finally:
-        miner.stop()
-        task.cancel()
-        _, running = await asyncio.wait({task}, timeout=30)
-        assert not running, "the miner did not stop within 30 s"
+def mining(engine: PoolEngine, username: str) -> AbstractAsyncContextManager[StratumMiner]:
+    return scrypt_miner(engine.server.bound_ports()[0], username)
 
 
 async def wait_for_height(net: RegtestNetwork, height: int, timeout: float = 120) -> None:

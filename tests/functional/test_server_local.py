@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from multipool.chain.rpc import DaemonClient
 from multipool.config import CoinConfig, load_coin_config
 from multipool.devnet import free_port
 from multipool.miner import StratumMiner
+from tests.support.running import stop_run
 from tests.support.sockets import listening_ports, processes_with
 
 PREFIXES = ("ltca", "ltcb")
@@ -195,13 +195,7 @@ async def test_init_add_two_coins_run_and_mine_both(tmp_path: Path):
             miner.stop()
         if tasks:
             await asyncio.wait(tasks, timeout=30)
-        runner.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = runner.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            _, stderr = runner.communicate()
-            pytest.fail(f"multipool run did not stop on SIGTERM:\n{stderr[-3000:]}")
+        stderr = stop_run(runner)
     assert runner.returncode == 0, stderr[-3000:]
     # Every daemon and engine is gone: nothing answers on the stratum ports any more.
     after = status(root)
