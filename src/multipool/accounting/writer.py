@@ -96,19 +96,14 @@ def refuses_rows(exc: BaseException) -> bool:
     return isinstance(exc, StatementError)
 
 
-def block_row(block: BlockRecord) -> dict[str, Any]:
-    """The verdict on a submitted candidate: ``block`` (accepted) or ``refused``."""
-    return {"kind": ACCEPTED if block.accepted else REFUSED, "time": block.time,
-            "height": block.height, "hash": block.hash_hex, "address": block.address,
-            "worker": block.worker, "reward": block.reward,
-            "network_difficulty": block.network_difficulty}
-
-
-def candidate_row(candidate: BlockCandidate) -> dict[str, Any]:
-    return {"kind": CANDIDATE, "time": candidate.time, "height": candidate.height,
-            "hash": candidate.hash_hex, "address": candidate.address,
-            "worker": candidate.worker, "reward": candidate.reward,
-            "network_difficulty": candidate.network_difficulty}
+def block_row(block: BlockCandidate) -> dict[str, Any]:
+    """The stream row of a block: ``candidate`` before its submission, then its verdict,
+    ``block`` (accepted) or ``refused``."""
+    kind = (CANDIDATE if not isinstance(block, BlockRecord)
+            else ACCEPTED if block.accepted else REFUSED)
+    return {"kind": kind, "time": block.time, "height": block.height,
+            "hash": block.hash_hex, "address": block.address, "worker": block.worker,
+            "reward": block.reward, "network_difficulty": block.network_difficulty}
 
 
 def share_row(share: ShareRecord) -> dict[str, Any]:
@@ -264,7 +259,7 @@ class ShareWriter(ShareSink):
     async def record_candidate(self, candidate: BlockCandidate) -> None:
         """Write the buffer, ending with the candidate (so its round ends at its finder's
         share), and return once it is committed or in the fsynced spool."""
-        self.buffer.append(candidate_row(candidate))
+        self.buffer.append(block_row(candidate))
         try:
             if self._stopped:
                 self._spool_now()
@@ -350,7 +345,8 @@ class ShareWriter(ShareSink):
         self._inflight = batch
         try:
             if not self._marker_ready:
-                outcome, error, _ = await self._bounded(self._create_marker, timeout)
+                outcome, error, _ = await self._bounded(
+                    partial(self._create_progress, self.marker), timeout)
                 if batch.spooled:
                     return
                 if outcome is not _Outcome.DONE:
@@ -392,13 +388,6 @@ class ShareWriter(ShareSink):
             raise
         finally:
             self._inflight = None
-
-    async def _create_marker(self, connection: AsyncConnection) -> None:
-        found = (await connection.execute(
-            select(spool_progress.c.file).where(spool_progress.c.file == self.marker))).first()
-        if found is None:
-            await connection.execute(insert(spool_progress),
-                                     {"file": self.marker, "offset": 0})
 
     async def _write_fresh(self, rows: list[dict[str, Any]], seq: int,
                            connection: AsyncConnection) -> None:
@@ -507,6 +496,8 @@ class ShareWriter(ShareSink):
                 return True
 
     async def _create_progress(self, name: str, connection: AsyncConnection) -> None:
+        """A ``spool_progress`` row at 0 for a spool file or this writer's marker, unless
+        there is one."""
         found = (await connection.execute(
             select(spool_progress.c.file).where(spool_progress.c.file == name))).first()
         if found is None:
