@@ -330,23 +330,15 @@ class PaymentProcessor:
 
     async def _broadcast(self, batch: Row[Any]) -> str:
         """Send the recorded transaction (again); return the batch's state."""
-        if not await self.lock.renew():
-            raise LockLost("lost the payment lock before a broadcast")
-        with self._deadline():
-            try:
-                await self.wallet.sendrawtransaction(batch.raw_tx)
-            except DaemonUnavailable:
-                raise
-            except DaemonError as exc:
-                if not _already_sent(exc):
-                    self.logger.warning(
-                        "batch %s: the node refused %s (%s); it stays %s and is tried again "
-                        "next run. A refusal proves nothing: if it cannot get in, bump its "
-                        "fee (bumpfee) or abandon it (abandontransaction) and the next run "
-                        "voids and refunds it; if its inputs are spent by a transaction "
-                        "the wallet does not know, payments pause on that send", batch.id,
-                        batch.txid, exc, batch.status)
-                    return str(batch.status)
+        refusal = await self._send_raw(batch.raw_tx)
+        if refusal is not None:
+            self.logger.warning(
+                "batch %s: the node refused %s (%s); it stays %s and is tried again next "
+                "run. A refusal proves nothing: if it cannot get in, bump its fee (bumpfee) "
+                "or abandon it (abandontransaction) and the next run voids and refunds it; "
+                "if its inputs are spent by a transaction the wallet does not know, "
+                "payments pause on that send", batch.id, batch.txid, refusal, batch.status)
+            return str(batch.status)
         failpoint("payment:after_broadcast")
         async with self.engine.begin() as connection:
             await self.lock.fence(connection)
@@ -412,26 +404,25 @@ class PaymentProcessor:
                             "again by a later run", batch.id, reason,
                             format_coins(int(batch.total), self.decimals), len(rows))
 
-    async def _unlock_inputs(self, batch_id: str) -> None:
+    async def _inputs_of(self, batch_id: str) -> list[tuple[str, int]]:
         async with self.engine.connect() as connection:
             rows = (await connection.execute(
                 select(payment_inputs.c.txid, payment_inputs.c.vout)
-                .where(payment_inputs.c.batch_id == batch_id))).all()
-        await payment_tx.unlock(self.wallet, [(str(t), int(v)) for t, v in rows])
+                .where(payment_inputs.c.batch_id == batch_id)
+                .order_by(payment_inputs.c.txid, payment_inputs.c.vout))).all()
+        return [(str(txid), int(vout)) for txid, vout in rows]
+
+    async def _unlock_inputs(self, batch_id: str) -> None:
+        await payment_tx.unlock(self.wallet, await self._inputs_of(batch_id))
 
     async def _void(self, batch: Row[Any]) -> str:
         """The wallet reports the payment abandoned: record, then broadcast, a transaction
         spending one of its inputs back to the wallet, so that it can never confirm."""
-        async with self.engine.connect() as connection:
-            inputs = (await connection.execute(
-                select(payment_inputs.c.txid, payment_inputs.c.vout)
-                .where(payment_inputs.c.batch_id == batch.id)
-                .order_by(payment_inputs.c.txid, payment_inputs.c.vout))).all()
         coin = None
-        for txid, vout in inputs:
-            out = await self.wallet.gettxout(str(txid), int(vout), True)
+        for txid, vout in await self._inputs_of(batch.id):
+            out = await self.wallet.gettxout(txid, vout, True)
             if out is not None:
-                coin = (str(txid), int(vout), out)
+                coin = (txid, vout, out)
                 break
         if coin is None:
             self.logger.warning("batch %s: %s is abandoned but its inputs are spent already; "
@@ -474,7 +465,9 @@ class PaymentProcessor:
         await self._send_void(batch.id, signed["hex"])
         return VOIDING
 
-    async def _send_void(self, batch_id: str, hex_tx: str) -> None:
+    async def _send_raw(self, hex_tx: str) -> DaemonError | None:
+        """Broadcast recorded bytes, which is safe to repeat; return the node's refusal,
+        or None once it has the transaction (now or before). The lock is renewed first."""
         if not await self.lock.renew():
             raise LockLost("lost the payment lock before a broadcast")
         with self._deadline():
@@ -484,8 +477,14 @@ class PaymentProcessor:
                 raise
             except DaemonError as exc:
                 if not _already_sent(exc):
-                    self.logger.warning("batch %s: the node refused its void (%s); tried "
-                                        "again next run", batch_id, exc)
+                    return exc
+        return None
+
+    async def _send_void(self, batch_id: str, hex_tx: str) -> None:
+        refusal = await self._send_raw(hex_tx)
+        if refusal is not None:
+            self.logger.warning("batch %s: the node refused its void (%s); tried again "
+                                "next run", batch_id, refusal)
 
     async def _follow_void(self, batch: Row[Any], depth: int | None) -> str:
         info = await self._wallet_tx(batch.void_txid)
