@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.rewards import POOL_FEE
-from multipool.accounting.schema import blocks, settings, shares
-from multipool.chain.coinbase import read_coinbase
+from multipool.accounting.schema import blocks, shares
+from multipool.accounting.settings_rows import read_setting, write_setting
+from multipool.chain.coinbase import CoinbaseView, read_coinbase
 from multipool.chain.header import HEADER_SIZE, parse_header
 from multipool.chain.pow import SHA256D_DIFF1_TARGET, bits_to_target
 from multipool.chain.serialize import hex_to_bytes
@@ -90,8 +91,7 @@ class ChainReconciler:
 
     async def watermark(self) -> int | None:
         async with self.engine.connect() as connection:
-            value = (await connection.execute(
-                select(settings.c.value).where(settings.c.name == WATERMARK))).scalar()
+            value = await read_setting(connection, WATERMARK)
         return None if value is None else int(value)
 
     async def reconcile(self) -> list[FoundBlock]:
@@ -125,7 +125,7 @@ class ChainReconciler:
         async with self.engine.connect() as connection:
             known = set((await connection.execute(
                 select(blocks.c.hash).where(blocks.c.height.between(low, high)))).scalars())
-        missing: list[tuple[int, str, bytes]] = []
+        missing: list[tuple[int, str, bytes, CoinbaseView]] = []
         for height, hash_hex in hashes.items():
             if hash_hex in known:
                 continue
@@ -138,12 +138,12 @@ class ChainReconciler:
                                     height, hash_hex, exc)
                 continue
             if coinbase.carries(self.pool_tag) and coinbase.paid_to(self.payout_script) > 0:
-                missing.append((height, hash_hex, raw))
+                missing.append((height, hash_hex, raw, coinbase))
         found: list[FoundBlock] = []
         async with self.engine.begin() as connection:
-            for height, hash_hex, raw in missing:
-                found.append(await self._record(connection, height, hash_hex, raw))
-            await self._move_watermark(connection, high)
+            for height, hash_hex, raw, coinbase in missing:
+                found.append(await self._record(connection, height, hash_hex, raw, coinbase))
+            await write_setting(connection, WATERMARK, str(high))
         for block in found:
             self.logger.warning(
                 "block %d %s on the chain pays the pool and carries its tag, but the "
@@ -153,8 +153,7 @@ class ChainReconciler:
         return found
 
     async def _record(self, connection: AsyncConnection, height: int, hash_hex: str,
-                      raw: bytes) -> FoundBlock:
-        coinbase = read_coinbase(raw)
+                      raw: bytes, coinbase: CoinbaseView) -> FoundBlock:
         _, _, _, ntime, bits, _ = parse_header(raw[:HEADER_SIZE])
         finder = (await connection.execute(
             select(shares.c.id, shares.c.address, shares.c.worker)
@@ -178,11 +177,4 @@ class ChainReconciler:
             last_share_id=last_share, status="pending", confirmations=0))
         return FoundBlock(height, hash_hex, reward, last_share,
                           None if finder is None else f"{address}.{worker}")
-
-    @staticmethod
-    async def _move_watermark(connection: AsyncConnection, height: int) -> None:
-        moved = await connection.execute(update(settings).where(settings.c.name == WATERMARK)
-                                         .values(value=str(height)))
-        if moved.rowcount == 0:
-            await connection.execute(insert(settings).values(name=WATERMARK, value=str(height)))
 

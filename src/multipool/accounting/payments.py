@@ -61,8 +61,8 @@ from multipool.accounting.schema import (
     payment_batches,
     payment_inputs,
     payments,
-    settings,
 )
+from multipool.accounting.settings_rows import read_setting, write_setting
 from multipool.chain.rpc import DaemonClient, DaemonError, DaemonUnavailable
 from multipool.config import CoinConfig, format_coins, to_coins, to_units
 from multipool.failpoints import failpoint
@@ -119,16 +119,12 @@ class PaymentReport:
 async def set_paused(engine: AsyncEngine, paused: bool) -> None:
     """Pause or resume the payments of the coin whose database this is."""
     async with engine.begin() as connection:
-        await connection.execute(delete(settings).where(settings.c.name == PAUSED))
-        if paused:
-            await connection.execute(insert(settings).values(name=PAUSED, value="1"))
+        await write_setting(connection, PAUSED, "1" if paused else None)
 
 
 async def is_paused(engine: AsyncEngine) -> bool:
     async with engine.connect() as connection:
-        value = (await connection.execute(
-            select(settings.c.value).where(settings.c.name == PAUSED))).scalar()
-    return value == "1"
+        return await read_setting(connection, PAUSED) == "1"
 
 
 def _already_sent(exc: DaemonError) -> bool:

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from multipool.accounting.chainscan import FIRST_SCAN_DEPTH, ChainReconciler
 from multipool.accounting.rounds import RewardPolicy, credit_block, split_new_blocks
 from multipool.accounting.schema import CANDIDATE, blocks
+from multipool.accounting.stats import as_utc
 from multipool.chain.rpc import DaemonError
 
 # Bitcoin Core's "Block not found".
@@ -50,11 +51,6 @@ class ChainAPI(Protocol):
     async def getblockhash(self, height: int) -> str: ...
 
     async def getblock(self, hash_hex: str, verbosity: int = 1) -> Any: ...
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite and MariaDB hand back naive datetimes, in UTC as written.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class BlockTracker:
@@ -133,7 +129,7 @@ class BlockTracker:
         for block_id, height, hash_hex, status, found in rows:
             confirmations = await self._header_confirmations(hash_hex)
             if status == CANDIDATE and (confirmations is None or confirmations < 0):
-                if (now - _utc(found)).total_seconds() < self.candidate_grace:
+                if (now - as_utc(found)).total_seconds() < self.candidate_grace:
                     continue  # its submission may be in flight
                 if confirmations is None:
                     await self._drop_candidate(block_id, height, hash_hex)

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from multipool.accounting.schema import payment_batches, settings, wallet_sends
+from multipool.accounting.schema import payment_batches, wallet_sends
+from multipool.accounting.settings_rows import read_setting, write_setting
 from multipool.chain.rpc import DaemonError
 from multipool.config import to_units
 
@@ -75,8 +76,7 @@ async def scan(engine: AsyncEngine, wallet: ScanWallet, decimals: int,
     unknown and move the watermark, in one transaction checked by ``fence`` (the payment
     lock's); return the txids newly recorded."""
     async with engine.connect() as connection:
-        since = (await connection.execute(
-            select(settings.c.value).where(settings.c.name == WATERMARK))).scalar()
+        since = await read_setting(connection, WATERMARK)
     try:
         listing = await wallet.listsinceblock(since)
     except DaemonError as exc:
@@ -94,8 +94,7 @@ async def scan(engine: AsyncEngine, wallet: ScanWallet, decimals: int,
                 for txid in fresh])
         last = listing.get("lastblock")
         if last:
-            await connection.execute(delete(settings).where(settings.c.name == WATERMARK))
-            await connection.execute(insert(settings).values(name=WATERMARK, value=str(last)))
+            await write_setting(connection, WATERMARK, str(last))
     return fresh
 
 
