@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from multipool.config import CoinConfig, load_coin_config, parse_coin_config
 from multipool.errors import ConfigError
 from multipool.ops import changes, daemon_conf, databases
 from multipool.ops.changes import Change
-from multipool.ops.daemon_install import install_daemon
+from multipool.ops.daemon_install import install_daemon, sha256_of
 from multipool.ops.layout import Layout
 from multipool.ops.reach import check_reachable
 from multipool.ops.services import RpcReady, ServiceSpec, fingerprinted
@@ -327,11 +326,7 @@ def _file_digest(path: Path) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _digest_of(path: str, _size: int, _mtime_ns: int) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.digest()
+    return sha256_of(Path(path)).encode()
 
 
 def daemon_inputs(config: CoinConfig, *, peer: bool) -> tuple[bytes, ...]:

@@ -143,7 +143,8 @@ def _relative(path: Path, layout: Layout) -> str:
 
 # -- owners, attributes, atomic copy -------------------------------------------------------
 
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's content, in hex, read in 1 MiB pieces."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -216,7 +217,7 @@ def _binary_changes(layout: Layout, prefix: str, binary: str) -> list[Change]:
         return [Change("files.binary", str(dest), verb + summary, copy)]
     if not dest.is_file():
         raise InstallError(f"{dest} exists and is not a regular file")
-    if _sha256_of(dest) != _sha256_of(source):
+    if sha256_of(dest) != sha256_of(source):
         return [Change("files.binary", str(dest), summary.replace("copy", "update", 1), copy)]
     return ops_changes.attribute_changes("files.binary", dest, owner, group, BINARY_MODE)
 
@@ -453,7 +454,7 @@ def _git_changes(layout: Layout, prefix: str, *, url: str, ref: str | None, bina
             and record.get("git") == url and record.get("binary") == binary
             and record.get("build") == list(build)
             and str(record.get("commit", "")).startswith(wanted)
-            and record.get("sha256") == _sha256_of(dest)):
+            and record.get("sha256") == sha256_of(dest)):
         return ops_changes.attribute_changes("files.binary", dest, owner, group, BINARY_MODE)
 
     def report(step: str) -> None:
