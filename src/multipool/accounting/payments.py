@@ -68,6 +68,7 @@ from multipool.config import CoinConfig, format_coins, to_coins, to_units
 from multipool.failpoints import failpoint
 
 PAUSED = "payments_paused"
+PAUSED_BY_HAND = "payments are paused by hand: 'multipool payments resume' restarts them"
 LOCK_NAME = "payments"
 INTENT, BROADCAST, CONFIRMED, VOIDING, FAILED = (
     "intent", "broadcast", "confirmed", "voiding", "failed")
@@ -184,8 +185,7 @@ class PaymentProcessor:
         is not a broadcast) and BuildError: whatever was recorded is taken up by the next
         run; a lost lock ends the run with the status "stopped"."""
         if await is_paused(self.engine):
-            return PaymentReport("paused", "payments are paused by hand: 'multipool payments "
-                                           "resume' restarts them")
+            return PaymentReport("paused", PAUSED_BY_HAND)
         if not await self.lock.acquire():
             holder = await self.lock.holder_of()
             return PaymentReport("busy", f"another payment run holds the lock ({holder})")

@@ -22,6 +22,7 @@ from multipool.accounting.migrate import upgrade
 from multipool.accounting.payment_tx import BuildError
 from multipool.accounting.payments import (
     OPEN,
+    PAUSED_BY_HAND,
     PaymentProcessor,
     adopt_send,
     is_paused,
@@ -181,23 +182,19 @@ def status_command(coin: CoinOption, json_out: JsonOption = False) -> None:
                 select(payment_batches.c.status, func.count(),
                        func.coalesce(func.sum(payment_batches.c.total), 0))
                 .group_by(payment_batches.c.status))).all()
+            shown = select(payment_batches.c.id, payment_batches.c.created,
+                           payment_batches.c.status, payment_batches.c.total,
+                           payment_batches.c.txid, payment_batches.c.confirmations,
+                           payment_batches.c.void_txid)
             open_batches = (await connection.execute(
-                select(payment_batches.c.id, payment_batches.c.created,
-                       payment_batches.c.status, payment_batches.c.total,
-                       payment_batches.c.txid, payment_batches.c.confirmations,
-                       payment_batches.c.void_txid)
-                .where(payment_batches.c.status.in_(OPEN))
+                shown.where(payment_batches.c.status.in_(OPEN))
                 .order_by(payment_batches.c.created))).all()
             batches = (await connection.execute(
-                select(payment_batches.c.id, payment_batches.c.created,
-                       payment_batches.c.status, payment_batches.c.total,
-                       payment_batches.c.txid, payment_batches.c.confirmations,
-                       payment_batches.c.void_txid)
-                .order_by(payment_batches.c.created.desc()).limit(10))).all()
+                shown.order_by(payment_batches.c.created.desc()).limit(10))).all()
             negative = await bookkeeping.negative_balances(connection)
         unknown = await wallet_watch.unknown_sends(engine)
         paused = await is_paused(engine)
-        reason = ("paused by the operator (payments resume)" if paused
+        reason = (PAUSED_BY_HAND if paused
                   else wallet_watch.pause_message(unknown) if unknown else None)
 
         def batch(b: Any) -> dict[str, Any]:
