@@ -27,6 +27,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from multipool.accounting.schema import CANDIDATE
 from multipool.catalog import load_definition
 from multipool.chain.address import encode_segwit_address
 from multipool.cli.common import console
@@ -58,7 +59,8 @@ def recorded_blocks(config: CoinConfig) -> int:
         return 0
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         try:
-            return int(db.execute("SELECT count(*) FROM blocks").fetchone()[0])
+            return int(db.execute("SELECT count(*) FROM blocks WHERE status != ?",
+                                  (CANDIDATE,)).fetchone()[0])
         except sqlite3.OperationalError:  # the schema is not there yet
             return 0
 
