@@ -7,6 +7,7 @@ and the reason, and nothing is returned until the whole file is valid.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, Decimal
@@ -428,6 +429,17 @@ class ServerConfig:
     database: str = "sqlite"
     web_listen: str = "127.0.0.1:8080"
     web_routing: str = "path"  # path | subdomain
+    web_server: str = "nginx"  # nginx | apache: the site `init` writes in front of the app
+    # Prometheus /metrics: its own listener, never proxied ("" turns it off).
+    web_metrics_listen: str = "127.0.0.1:9108"
+    # The proxies whose X-Forwarded-For is believed (addresses or networks).
+    web_trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Origins allowed to read /api/v1 from a browser ("*": any); none by default.
+    web_cors_origins: tuple[str, ...] = ()
+    # Requests per second per client IP on /api/v1 (bursts of ten times as many).
+    web_rate_limit: float = 10.0
+    # Minutes without a share after which a worker is shown offline.
+    web_offline_after: int = 10
 
 
 def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
@@ -453,12 +465,36 @@ def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
     w = _Section(data.get("web", {}), file, "web")
     listen = w.string("listen", "127.0.0.1:8080")
     routing = w.string("routing", "path", choices=("path", "subdomain"))
+    web_server = w.string("server", "nginx", choices=("nginx", "apache"))
+    metrics_listen = w.string("metrics_listen", "127.0.0.1:9108")
+    proxies = w.strings("trusted_proxies", ("127.0.0.1", "::1"))
+    cors = w.strings("cors_origins", ())
+    rate_limit = w.number("rate_limit", 10.0, positive=True)
+    offline_after = w.integer("offline_after", 10, low=1, high=24 * 60)
     w.check_unknown()
-    host, _, port = listen.rpartition(":")
-    _check(file, "web.listen", bool(host) and port.isdigit() and 0 < int(port) < 65536,
-           f"must be HOST:PORT, got {listen!r}")
+    for key, value in (("listen", listen), ("metrics_listen", metrics_listen)):
+        if key == "metrics_listen" and value == "":
+            continue
+        host, _, port = value.rpartition(":")
+        _check(file, f"web.{key}", bool(host) and port.isdigit() and 0 < int(port) < 65536,
+               f"must be HOST:PORT, got {value!r}")
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"must be IP addresses or networks, got {proxy!r}", file=file,
+                              key="web.trusted_proxies") from None
+    for origin in cors:
+        parts = urlsplit(origin)
+        _check(file, "web.cors_origins", origin == "*" or (
+            parts.scheme in ("http", "https") and bool(parts.netloc)
+            and not parts.path and not parts.query),
+            f"must be \"*\" or origins like https://example.org, got {origin!r}")
     return ServerConfig(path=file, root=root, mode=mode, public_host=public_host,
-                        database=database, web_listen=listen, web_routing=routing)
+                        database=database, web_listen=listen, web_routing=routing,
+                        web_server=web_server, web_metrics_listen=metrics_listen,
+                        web_trusted_proxies=proxies, web_cors_origins=cors,
+                        web_rate_limit=rate_limit, web_offline_after=offline_after)
 
 
 def _read_toml(path: str | Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from multipool.devnet import free_port
 from multipool.web.app import create_app
 from multipool.web.display import format_age, format_coins, format_hashrate, format_number
 from multipool.web.server import bind_sockets, make_server, parse_listen
+from multipool.web.settings import WebSettings
 from multipool.web.status import StatusError, StatusReader, parse_status
 
 PUBLIC_HOST = "pool.example.org"
@@ -94,7 +95,7 @@ async def serve() -> AsyncIterator[Start]:
 
     async def start(root: Path, public_host: str = PUBLIC_HOST) -> str:
         port = free_port()
-        server = make_server(create_app(root=root, public_host=public_host),
+        server = make_server(create_app(root=root, settings=WebSettings(public_host=public_host)),
                              handle_signals=False)
         task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
         running.append((server, task))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from multipool.cli.pool import refuse_root
 from multipool.errors import ConfigError
 from multipool.web.app import create_app
 from multipool.web.server import bind_sockets, check_host, make_server, parse_listen
+from multipool.web.settings import LOOPBACK_PROXIES, WebSettings
 
 app = typer.Typer(help="Run the web process: every pool's page and the JSON API.",
                   no_args_is_help=True)
@@ -29,24 +31,61 @@ def serve(
         help="HOST:PORT to listen on (nginx or Apache in front)")] = "127.0.0.1:8080",
     public_host: Annotated[str, typer.Option(
         help="the host name miners connect to, shown in the stratum URLs")] = "localhost",
+    routing: Annotated[str, typer.Option(
+        help="path (/ltc/) or subdomain (ltc.example.org)")] = "path",
+    metrics_listen: Annotated[str, typer.Option(
+        help="HOST:PORT of the Prometheus /metrics listener, never proxied; '' for none"
+    )] = "127.0.0.1:9108",
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        help="an address or network whose X-Forwarded-For is believed (repeat)")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="an origin allowed to read /api/v1 from a browser, or * (repeat)")] = None,
+    rate_limit: Annotated[float, typer.Option(
+        help="API requests per second per client IP (bursts of ten times as many)")] = 10.0,
+    offline_after: Annotated[int, typer.Option(
+        help="minutes without a share after which a worker is offline")] = 10,
     allow_root: Annotated[bool, typer.Option(help="run even as root")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
-    """Serve the pools' page and JSON API in the foreground until Ctrl-C or SIGTERM.
+    """Serve the pools' pages and JSON API in the foreground until Ctrl-C or SIGTERM.
 
-    It reads only ROOT/web/<prefix>/status.json and needs no secret: settings are options."""
+    It reads ROOT/web/<prefix>/ and the pools' databases read-only, and needs no secret
+    beyond the read-only database role's: settings are options."""
+    settings = WebSettings(
+        public_host=public_host, routing=routing, metrics_listen=metrics_listen,
+        trusted_proxies=tuple(trusted_proxy) if trusted_proxy else LOOPBACK_PROXIES,
+        cors_origins=tuple(cors_origin or ()), rate_limit=rate_limit,
+        offline_after=offline_after)
     with exit_logged("web process", logger):
-        _serve(root, listen, public_host, allow_root, log_level)
+        _serve(root, listen, settings, allow_root, log_level)
 
 
-def _serve(root: Path, listen: str, public_host: str, allow_root: bool,
+def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
            log_level: str) -> None:
     refuse_root(allow_root, user="the web user (multipool-web)")
+    public_host = settings.public_host
     with reported_errors():
         host, port = parse_listen(listen)
         if not check_host(public_host):
             raise ConfigError(f"must be a host name or IP address, got {public_host!r}",
                               key="--public-host")
+        if settings.routing not in ("path", "subdomain"):
+            raise ConfigError(f"must be path or subdomain, got {settings.routing!r}",
+                              key="--routing")
+        if settings.metrics_listen:
+            parse_listen(settings.metrics_listen, "--metrics-listen")
+        for proxy in settings.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"must be an IP address or network, got {proxy!r}",
+                                  key="--trusted-proxy") from None
+        if not settings.rate_limit > 0:
+            raise ConfigError(f"must be greater than 0, got {settings.rate_limit}",
+                              key="--rate-limit")
+        if not 1 <= settings.offline_after <= 24 * 60:
+            raise ConfigError(f"must be between 1 and 1440 minutes, got "
+                              f"{settings.offline_after}", key="--offline-after")
         root = root.resolve()
         if not root.is_dir():
             raise ConfigError(f"no such directory: {root}", key="--root")
@@ -54,7 +93,7 @@ def _serve(root: Path, listen: str, public_host: str, allow_root: bool,
             raise ConfigError(f"must be debug, info, warning or error, got {log_level!r}",
                               key="--log-level")
         setup_logging(log_level)
-        web_app = create_app(root=root, public_host=public_host)
+        web_app = create_app(root=root, settings=settings)
         sockets = bind_sockets(host, port)
     # The one line that says it listens is multipool's own (multipool.web).
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

@@ -32,7 +32,14 @@ def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
     the command line, since multipool.toml (0600) may hold a database admin URL."""
     argv = [sys.executable, "-m", "multipool.cli", "web", "serve", "--root",
             str(layout.root), "--listen", server.web_listen, "--public-host",
-            server.public_host, "--log-level", "info"]
+            server.public_host, "--routing", server.web_routing,
+            "--metrics-listen", server.web_metrics_listen,
+            "--rate-limit", format(server.web_rate_limit, "g"),
+            "--offline-after", str(server.web_offline_after), "--log-level", "info"]
+    for proxy in server.web_trusted_proxies:
+        argv += ["--trusted-proxy", proxy]
+    for origin in server.web_cors_origins:
+        argv += ["--cors-origin", origin]
     if not layout.system and os.geteuid() == 0:
         argv.append("--allow-root")  # a local install run by root (a container, CI)
     return fingerprinted(ServiceSpec(

@@ -28,6 +28,7 @@ from multipool.web.display import (
     plural,
     window_text,
 )
+from multipool.web.settings import WebSettings
 from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, StatusReader, stratum_url
 
 HERE = Path(__file__).parent
@@ -75,13 +76,15 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def create_app(*, root: Path, public_host: str) -> Starlette:
-    """Given the server's root directory and the public host name miners connect to,
-    return the web app.
+def create_app(*, root: Path, settings: WebSettings) -> Starlette:
+    """Given the server's root directory and the web settings (the public host name
+    miners connect to, ...), return the web app.
 
-    >>> create_app(root=Path("/opt/multipool"), public_host="pool.example.org").routes[0].path
+    >>> create_app(root=Path("/opt/multipool"),
+    ...            settings=WebSettings(public_host="pool.example.org")).routes[0].path
     '/'
     """
+    public_host = settings.public_host
     reader = StatusReader(root)
     env = _environment()
     versions = _asset_versions()
