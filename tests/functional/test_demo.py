@@ -9,7 +9,25 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+PAGES = re.compile(r"\] (\w+): .* pool page (http://\S+), miner page (http://\S+)$")
+
+
+def _fetch(url: str, deadline: float) -> tuple[int, str]:
+    """The status and text of a page, retried while the web process starts."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_demo_runs_two_pools_that_record_blocks_then_stops_everything(tmp_path: Path):
@@ -20,8 +38,20 @@ def test_demo_runs_two_pools_that_record_blocks_then_stops_everything(tmp_path: 
     # Each stdout line with whether the demo was still running when it arrived.
     lines: list[tuple[str, bool]] = []
     stderr: list[str] = []
-    readers = [threading.Thread(target=lambda: lines.extend(
-                   (line.rstrip("\n"), process.poll() is None) for line in process.stdout)),
+    # Each pool's page and its miner's page as printed, fetched at once (while it runs).
+    pages: dict[str, list[tuple[str, int, str]]] = {}
+
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((line.rstrip("\n"), process.poll() is None))
+            printed = PAGES.search(line.rstrip("\n"))
+            if printed:
+                deadline = time.monotonic() + 30
+                pages[printed.group(1)] = [(url, *_fetch(url, deadline))
+                                           for url in printed.group(2, 3)]
+
+    readers = [threading.Thread(target=read_stdout),
                threading.Thread(target=lambda: stderr.extend(process.stderr))]
     for reader in readers:
         reader.start()
@@ -54,6 +84,15 @@ def test_demo_runs_two_pools_that_record_blocks_then_stops_everything(tmp_path: 
         assert counted, lines
         assert all(word == ("block" if n == 1 else "blocks") for n, word in counted), counted
     assert not any("\x1b" in line for line, _ in lines)
+    # The pool and miner pages it printed answered while it ran, each naming its pool
+    # or its miner's address.
+    assert sorted(pages) == ["ltca", "ltcb"], lines
+    for prefix, ((pool_url, pool_status, pool_page),
+                 (miner_url, miner_status, miner_page)) in pages.items():
+        assert pool_url.endswith(f"/{prefix}/") and pool_status == 200, pool_page
+        address = miner_url.rsplit("/", 1)[1]
+        assert miner_url.endswith(f"/{prefix}/miners/{address}"), miner_url
+        assert miner_status == 200 and address in miner_page, miner_page
     # No daemon or engine of the demo is left running.
     time.sleep(0.5)
     leftovers = subprocess.run(["pgrep", "-f", str(directory)], capture_output=True,

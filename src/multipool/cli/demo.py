@@ -87,12 +87,28 @@ def set_up(layout: Layout) -> list[CoinConfig]:
     return [load_coin_config(layout.coin_file(prefix)) for prefix in PREFIXES]
 
 
+def page_urls(web: str, prefix: str, miner: StratumMiner | None) -> list[str]:
+    """The pool's page and, once its miner runs, the miner's page (path routing, as the
+    demo's multipool.toml has it).
+
+    >>> page_urls("127.0.0.1:8080", "ltc", None)
+    ['http://127.0.0.1:8080/ltc/']
+    """
+    urls = [f"http://{web}/{prefix}/"]
+    if miner is not None:
+        urls.append(f"http://{web}/{prefix}/miners/{miner.username.partition('.')[0]}")
+    return urls
+
+
 def status_table(supervisor: Supervisor, configs: list[CoinConfig],
                  miners: dict[str, StratumMiner], began: float, web: str) -> Table:
+    pages = [url for config in configs
+             for url in page_urls(web, config.coin.prefix, miners.get(config.coin.prefix))]
     table = Table(title=f"multipool demo: two litecoin regtest pools, up "
                   f"{time.monotonic() - began:,.0f} s (Ctrl-C stops everything)",
                   title_justify="left",
-                  caption=f"the pools' web page: http://{web}/", caption_justify="left")
+                  caption="\n".join([f"the pools' web page: http://{web}/", *pages]),
+                  caption_justify="left")
     for column in ("pool", "stratum", "services", "miner shares", "blocks recorded"):
         table.add_column(column)
     for config in configs:
@@ -120,7 +136,7 @@ class ProgressLines:
         self.write(f"[{time.strftime('%H:%M:%S')}] {text}")
 
     def update(self, supervisor: Supervisor, configs: list[CoinConfig],
-               miners: dict[str, StratumMiner]) -> None:
+               miners: dict[str, StratumMiner], web: str) -> None:
         for config in configs:
             prefix = config.coin.prefix
             states = [s for name, s in supervisor.states.items() if f"-{prefix}-" in name]
@@ -128,9 +144,11 @@ class ProgressLines:
             self._changed(prefix, "ready", ready,
                           f"{prefix}: {ready}/{len(states)} services ready")
             if prefix in miners:
+                pool_page, miner_page = page_urls(web, prefix, miners[prefix])
                 self._changed(prefix, "miner", True,
                               f"{prefix}: stratum 127.0.0.1:{config.stratum.ports[0].port} "
-                              "open, a test miner mines on it")
+                              f"open, a test miner mines on it; pool page {pool_page}, "
+                              f"miner page {miner_page}")
             blocks = recorded_blocks(config)
             if blocks:
                 self._changed(prefix, "blocks", blocks,
@@ -184,7 +202,7 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
                 if live is not None:
                     live.update(status_table(supervisor, configs, miners, began, web))
                 if lines is not None:
-                    lines.update(supervisor, configs, miners)
+                    lines.update(supervisor, configs, miners, web)
                 if blocks is not None and all(recorded_blocks(c) >= blocks for c in configs):
                     break
                 with contextlib.suppress(TimeoutError):
