@@ -30,7 +30,12 @@ INDEX = b"<!doctype html><title>pools</title><h1>All pools</h1>\n" + b"<p>pool</
 CSS = b"body { color: #333; }\n" * 40  # over the servers' minimum length for compression
 API = json.dumps({"pools": [{"prefix": "ltc", "hashrate": 1.5e9}] * 30}).encode()
 METRICS = b"# HELP multipool_up 1\nmultipool_up 1\n"
-ROUTES = {"/": (INDEX, "text/html"), "/static/x.css": (CSS, "text/css"),
+# What the web app itself sends on its pages: the site must not add its own beside them.
+APP_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Referrer-Policy": "no-referrer",
+               "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; style-src 'self'"}
+ROUTES = {"/": (INDEX, "text/html"), "/own-headers": (INDEX, "text/html"),
+          "/static/x.css": (CSS, "text/css"),
           "/api/pools": (API, "application/json"), "/metrics": (METRICS, "text/plain"),
           "/metrics/x": (METRICS, "text/plain")}
 # urllib would use a proxy from the environment; these requests go to loopback only.
@@ -71,6 +76,9 @@ def serve_upstream() -> Iterator[Upstream]:
             self.send_response(200 if self.path in ROUTES else 404)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            if self.path == "/own-headers":
+                for name, value in APP_HEADERS.items():
+                    self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -263,3 +271,14 @@ def web_serve(root: Path, *, public_host: str = "pool.example",
 
 def which(program: str) -> str | None:
     return shutil.which(program, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
+def assert_security_headers(headers: Message, *, own: bool = False) -> None:
+    """Each security header once: the site's, or with ``own`` the app's (APP_HEADERS)."""
+    wanted = APP_HEADERS if own else {
+        "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
+                                   "base-uri 'self'; form-action 'self'"}
+    for name, value in wanted.items():
+        assert headers.get_all(name) == [value], (name, headers.get_all(name))

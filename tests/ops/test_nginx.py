@@ -26,6 +26,7 @@ from tests.ops.proxies import (
     CSS,
     INDEX,
     Upstream,
+    assert_security_headers,
     certbot_nginx_edit,
     fetch,
     fetch_when_up,
@@ -123,21 +124,23 @@ def stop_nginx(nginx: RunningNginx) -> None:
 
 
 def write_site(directory: Path, *, routing: str = "path", upstream: str = "127.0.0.1:8080",
-               listen_port: int = 80, server_name: str = "pool.example") -> Path:
-    """Both files of the site in ``directory``; returns the site file."""
+               listen_port: int = 80, server_name: str = "pool.example") -> list[str]:
+    """The files of the site in ``directory``; returns what the http block includes
+    (the header maps, then the site file, which includes the server block's part)."""
     include = directory / "multipool.conf"
     text = site.render(server_name=server_name, upstream=upstream, listen_port=listen_port,
                        routing=routing, include=include)
     include.write_text(text.include)
+    (directory / "maps.conf").write_text(text.http_include)
     (directory / "multipool").write_text(text.site)
-    return directory / "multipool"
+    return [str(directory / "maps.conf"), str(directory / "multipool")]
 
 
 @pytest.mark.parametrize("routing", ["path", "subdomain"])
 def test_rendered_site_passes_a_real_nginx_config_test(nginx_bin: str, tmp_path: Path,
                                                       routing: str) -> None:
-    path = write_site(tmp_path, routing=routing, listen_port=free_port())
-    argv = prefix_nginx(nginx_bin, tmp_path / "nginx", [str(path)])
+    files = write_site(tmp_path, routing=routing, listen_port=free_port())
+    argv = prefix_nginx(nginx_bin, tmp_path / "nginx", files)
     result = nginx_test(argv)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
@@ -161,9 +164,14 @@ def test_site_text_has_what_the_brief_promises() -> None:
                  "proxy_set_header X-Real-IP $remote_addr;",
                  "proxy_set_header X-Forwarded-For $remote_addr;",
                  "proxy_set_header X-Forwarded-Proto $scheme;", "expires 7d;",
-                 "location /static/ {", "add_header X-Frame-Options DENY always;",
+                 "location /static/ {",
+                 "add_header X-Frame-Options $multipool_x_frame_options always;",
                  "location = /metrics {", "location ^~ /metrics/ {", "deny all;"]:
         assert line in lines_of(text.include), line
+    # The site's header values, where the app sent none.
+    assert "map $upstream_http_x_frame_options $multipool_x_frame_options {" in \
+        text.http_include.splitlines()
+    assert '    "" "DENY";' in text.http_include.splitlines()
     # The site file: listeners outside the marked block, the names and the include in it.
     site_lines = lines_of(text.site)
     assert "certbot --nginx" in text.site
@@ -247,8 +255,8 @@ def test_real_nginx_proxies_with_headers_cache_gzip_and_body_limit(
     for listen, routing in ((port, "path"), (wild_port, "subdomain")):
         directory = tmp_path / routing
         directory.mkdir()
-        files.append(str(write_site(directory, routing=routing, upstream=upstream.address,
-                                    listen_port=listen)))
+        files += write_site(directory, routing=routing, upstream=upstream.address,
+                            listen_port=listen)
         # A default server on the same port: a Host the site does not name lands here.
         default = tmp_path / f"default-{routing}"
         default.write_text(f"server {{ listen {listen} default_server; return 418; }}\n")
@@ -260,10 +268,11 @@ def test_real_nginx_proxies_with_headers_cache_gzip_and_body_limit(
         status, headers, body = fetch(port, "/")
         assert (status, body) == (200, INDEX)
         assert headers["Server"] == "nginx"  # server_tokens off: no version
-        assert headers["X-Content-Type-Options"] == "nosniff"
-        assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "same-origin"
-        assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+        assert_security_headers(headers)
+        # The app's own headers win: each once, the app's value.
+        status, headers, _ = fetch(port, "/own-headers")
+        assert status == 200
+        assert_security_headers(headers, own=True)
         # What the web app learns about the client.
         seen = upstream.seen[-1]
         assert seen["Host"] == "pool.example"
@@ -298,7 +307,7 @@ def test_real_nginx_proxies_with_headers_cache_gzip_and_body_limit(
         for path in ("/metrics", "/metrics/x", "/metrics?x=1"):
             status, headers, _ = fetch(port, path)
             assert status == 403, path
-            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert_security_headers(headers)  # on nginx's own error page too
         assert len(upstream.seen) == before
         assert fetch(port, "/metricsx")[0] == 404  # only /metrics itself is denied
         assert upstream.paths()[-1] == "/metricsx"
@@ -328,9 +337,9 @@ def test_real_web_process_behind_a_real_nginx(nginx_bin: str, tmp_path: Path,
     compressed, its health check, and no /metrics through the proxy."""
     port = free_port()
     with web_serve(tmp_path / "server", routing=routing) as web:
-        path = write_site(tmp_path, routing=routing, upstream=web.address, listen_port=port)
+        files = write_site(tmp_path, routing=routing, upstream=web.address, listen_port=port)
         root = tmp_path / "nginx"
-        nginx = start_nginx(prefix_nginx(nginx_bin, root, [str(path)]), port, root)
+        nginx = start_nginx(prefix_nginx(nginx_bin, root, files), port, root)
         try:
             hosts = ["pool.example"] + (["ltc.pool.example"] if routing == "subdomain" else [])
             for host in hosts:
@@ -339,6 +348,10 @@ def test_real_web_process_behind_a_real_nginx(nginx_bin: str, tmp_path: Path,
                 assert status == 200, (host, body[:300])
                 assert headers["Content-Encoding"] == "gzip"
                 assert b"<html" in gzip.decompress(body).lower()
+            # Each security header once: the app's where it sends one, else the site's.
+            for header in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy",
+                           "Content-Security-Policy"):
+                assert len(headers.get_all(header) or []) == 1, header
                 assert headers["X-Frame-Options"] == "DENY"
             status, headers, body = fetch(port, "/static/style.css",
                                           headers={"Accept-Encoding": "gzip"})
@@ -372,8 +385,8 @@ def test_site_changes_install_once_and_then_nothing(tmp_path: Path) -> None:
     kwargs: dict[str, Any] = dict(server_name="pool.example", upstream="127.0.0.1:8080",
                                   nginx_dir=etc, owner=owner, group=owner)
     first = site.site_changes(**kwargs, check=True)
-    assert ops(first) == ["files.directory", "files.file", "files.file", "files.link",
-                          "nginx.reload"]
+    assert ops(first) == ["files.directory", "files.directory", "files.file", "files.file",
+                          "files.file", "files.link", "nginx.reload"]
     assert first[-1].target == str(etc / "sites-available" / "multipool")
     plan = site.site_changes(**kwargs, check=False)
     for change in plan:
@@ -382,9 +395,11 @@ def test_site_changes_install_once_and_then_nothing(tmp_path: Path) -> None:
     available = etc / "sites-available" / "multipool"
     text = site.render(server_name="pool.example", upstream="127.0.0.1:8080",
                        include=include)
+    http_include = etc / "conf.d" / "multipool.conf"
     assert include.read_text() == text.include
+    assert http_include.read_text() == text.http_include
     assert available.read_text() == text.site
-    for path in (include, available):
+    for path in (include, http_include, available):
         assert path.stat().st_mode & 0o7777 == 0o644
         if owner == "root":
             assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)
@@ -503,7 +518,7 @@ def test_reload_change_reloads_a_running_nginx(nginx_bin: str, tmp_path: Path,
     placeholder, port = free_port(), free_port()
     (tmp_path / "placeholder").write_text(f"server {{ listen {placeholder}; return 204; }}\n")
     argv = prefix_nginx(nginx_bin, root, [str(tmp_path / "placeholder"),
-                                          f"{etc}/sites-enabled/*"])
+                                          f"{etc}/conf.d/*.conf", f"{etc}/sites-enabled/*"])
     nginx = start_nginx(argv, placeholder, root)
     try:
         with pytest.raises(OSError):
@@ -532,7 +547,7 @@ def test_reload_change_reloads_a_running_nginx(nginx_bin: str, tmp_path: Path,
 def test_stale_pid_file_means_test_only(nginx_bin: str, tmp_path: Path) -> None:
     etc = nginx_dir(tmp_path)
     root = tmp_path / "nginx"
-    argv = prefix_nginx(nginx_bin, root, [f"{etc}/sites-enabled/*"])
+    argv = prefix_nginx(nginx_bin, root, [f"{etc}/conf.d/*.conf", f"{etc}/sites-enabled/*"])
     gone = subprocess.Popen(["true"])
     gone.wait()
     # The pid file the config names says a dead pid: `nginx -s reload` would fail on it.
@@ -563,7 +578,7 @@ def test_a_site_nginx_rejects_is_rolled_back_and_not_reloaded(
     placeholder, port = free_port(), free_port()
     (tmp_path / "placeholder").write_text(f"server {{ listen {placeholder}; return 204; }}\n")
     argv = prefix_nginx(nginx_bin, root, [str(tmp_path / "placeholder"),
-                                          f"{etc}/sites-enabled/*"])
+                                          f"{etc}/conf.d/*.conf", f"{etc}/sites-enabled/*"])
     kwargs: dict[str, Any] = dict(
         server_name="pool.example", upstream=upstream.address, listen_port=port,
         nginx_dir=etc, check=True, nginx=argv, pid_file=root / "nginx.pid", owner=None,
@@ -625,7 +640,7 @@ def test_certbots_tls_lines_survive_init_again(nginx_bin: str, tmp_path: Path,
     etc = nginx_dir(tmp_path)
     root = tmp_path / "nginx"
     http_port, tls_port = free_port(), free_port()
-    argv = prefix_nginx(nginx_bin, root, [f"{etc}/sites-enabled/*"])
+    argv = prefix_nginx(nginx_bin, root, [f"{etc}/conf.d/*.conf", f"{etc}/sites-enabled/*"])
     kwargs: dict[str, Any] = dict(
         server_name="pool.example", upstream=upstream.address, listen_port=http_port,
         nginx_dir=etc, check=True, nginx=argv, pid_file=root / "nginx.pid", owner=None,

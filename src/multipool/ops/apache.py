@@ -33,8 +33,8 @@ from multipool.ops import changes, sites
 from multipool.ops.changes import Change
 from multipool.ops.commands import CommandError, run_command
 from multipool.ops.nginx import (
-    CONTENT_SECURITY_POLICY,
     GZIP_TYPES,
+    SECURITY_HEADERS,
     check_server_name,
     check_upstream,
 )
@@ -83,11 +83,10 @@ def render_include(*, upstream: str) -> str:
         "# rewrites this file, so edits here are lost. The virtual host that includes it",
         "# (sites-available/multipool.conf) is yours and certbot's to edit.",
         "",
+        "# Each only when the web app sent none: the app's, made for its pages, win.",
         "# `always`: on error responses too.",
-        "Header always set X-Content-Type-Options nosniff",
-        "Header always set X-Frame-Options DENY",
-        "Header always set Referrer-Policy same-origin",
-        f'Header always set Content-Security-Policy "{CONTENT_SECURITY_POLICY}"',
+        *(f'Header always set {name} "{value}" "expr=-z resp(\'{name}\')"'
+          for name, value in SECURITY_HEADERS),
         "",
         "# mod_deflate adds `Vary: Accept-Encoding` itself.",
         f"AddOutputFilterByType DEFLATE {' '.join(DEFLATE_TYPES)}",
