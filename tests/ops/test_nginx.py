@@ -11,16 +11,18 @@ import gzip
 import os
 import subprocess
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from multipool.config import parse_server_config
 from multipool.devnet import free_port
 from multipool.errors import ConfigError
 from multipool.ops import nginx as site
-from multipool.ops import sites
+from multipool.ops import sites, web
 from tests.ops.proxies import (
     API,
     CSS,
@@ -709,3 +711,37 @@ def test_certbots_tls_lines_survive_init_again(nginx_bin: str, tmp_path: Path,
             assert site.site_changes(**wild) == []
     finally:
         stop_nginx(nginx)
+
+
+# --- a server whose web server init installs first -----------------------------------------
+
+
+def test_site_waits_for_the_package_init_installs(tmp_path: Path) -> None:
+    """On a fresh server `init` installs nginx in the same plan: the site is one change
+    worked out when applied, after the package made /etc/nginx; its values are checked
+    when the plan is made."""
+    if os.geteuid() != 0:
+        pytest.skip("the system's sites are root's: needs root (CI is root)")
+    def config(public_host: str) -> Any:
+        data = tomllib.loads(f'[server]\nroot = "{tmp_path}"\npublic_host = "{public_host}"\n')
+        return parse_server_config(data, "multipool.toml")
+
+    etc = tmp_path / "etc-nginx"  # not there yet: nginx is not installed
+    change = web.pending_site_change(config("pool.example"), nginx_dir=etc,
+                                     apache_dir=tmp_path / "no-apache")
+    assert (change.operation, change.target) == ("web.site", "pool.example")
+    assert "once nginx is installed" in change.summary
+    with pytest.raises(ConfigError) as caught:
+        web.pending_site_change(config("pool.example;"), nginx_dir=etc,
+                                apache_dir=tmp_path / "no-apache")
+    assert caught.value.key == "server.public_host"
+    for sub in ("sites-available", "sites-enabled"):  # what apt-get install nginx makes
+        (etc / sub).mkdir(parents=True)
+    change.apply()
+    site_file = etc / "sites-available" / "multipool"
+    assert "    server_name pool.example;" in site_file.read_text().splitlines()
+    assert "proxy_pass http://127.0.0.1:8080;" in \
+        (etc / "snippets" / "multipool.conf").read_text()
+    assert os.readlink(etc / "sites-enabled" / "multipool") == str(site_file)
+    assert web.site_changes(config("pool.example"), nginx_dir=etc,
+                            apache_dir=tmp_path / "no-apache") == []

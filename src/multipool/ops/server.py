@@ -76,9 +76,14 @@ def init_changes(layout: Layout, *, install_packages: bool = True,
     if layout.system:  # its services run this interpreter as the web user
         check_reachable(layout.web_user, "the web process")
     plan: list[Change] = []
+    # The web server's package, when this plan installs it: its site waits for it.
+    web_package, installs_web_server = SERVER_PACKAGES[server.web_server], False
     if layout.system:
         if install_packages:
-            plan += changes.apt_packages((*SYSTEM_PACKAGES, SERVER_PACKAGES[server.web_server]))
+            packages = changes.apt_packages((*SYSTEM_PACKAGES, web_package))
+            installs_web_server = any(web_package in change.target.split()
+                                      for change in packages)
+            plan += packages
         for user in (layout.build_user, layout.web_user):
             assert user is not None
             plan += changes.system_user(user, home=layout.root)
@@ -91,7 +96,7 @@ def init_changes(layout: Layout, *, install_packages: bool = True,
                              group=layout.admin, mode=0o600)
     plan += backup_unit_changes(layout, unit_dir)
     plan += web_changes(layout, server, unit_dir=unit_dir, nginx_dir=nginx_dir,
-                        apache_dir=apache_dir)
+                        apache_dir=apache_dir, server_installed=not installs_web_server)
     return plan
 
 

@@ -78,10 +78,30 @@ def site_changes(server: ServerConfig, *, nginx_dir: Path = NGINX_DIR,
                                 check=nginx_check)]
 
 
+def pending_site_change(server: ServerConfig, *, nginx_dir: Path = NGINX_DIR,
+                        apache_dir: Path = APACHE_DIR) -> Change:
+    """The site as one change, for a plan that installs the web server's package first:
+    its directories do not exist yet, so what to write is worked out when the change is
+    applied. The values are checked now, so a bad one still stops the plan before it
+    starts."""
+    renderer = apache.render if server.web_server == "apache" else nginx.render
+    renderer(server_name=server.public_host, upstream=server.web_listen,
+             routing=server.web_routing)
+    package = SERVER_PACKAGES[server.web_server]
+
+    def apply() -> None:
+        for change in site_changes(server, nginx_dir=nginx_dir, apache_dir=apache_dir):
+            change.apply()
+    return Change("web.site", server.public_host,
+                  f"install the {server.web_server} site once {package} is installed", apply)
+
+
 def web_changes(layout: Layout, server: ServerConfig, *, unit_dir: Path = systemd.UNIT_DIR,
-                nginx_dir: Path = NGINX_DIR, apache_dir: Path = APACHE_DIR) -> list[Change]:
+                nginx_dir: Path = NGINX_DIR, apache_dir: Path = APACHE_DIR,
+                server_installed: bool = True) -> list[Change]:
     """System mode: the web unit (enabled, and started where systemd runs) and the
-    site of ``[web] server`` proxying ``public_host`` to it."""
+    site of ``[web] server`` proxying ``public_host`` to it (``server_installed``
+    False: the plan installs the web server first, see :func:`pending_site_change`)."""
     if not layout.system:
         return []
     unit = systemd.render_service(web_service(layout, server))
@@ -89,4 +109,6 @@ def web_changes(layout: Layout, server: ServerConfig, *, unit_dir: Path = system
     if unit_dir == systemd.UNIT_DIR:  # systemctl knows no other directory
         plan += systemd.service_state_changes(WEB_SERVICE, running=systemd.systemd_running(),
                                               enabled=True)
+    if not server_installed:
+        return [*plan, pending_site_change(server, nginx_dir=nginx_dir, apache_dir=apache_dir)]
     return plan + site_changes(server, nginx_dir=nginx_dir, apache_dir=apache_dir)
