@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # the tests never use those.
 # git and sqlite3: what `multipool init` installs in system mode, present so its test
 # needs no apt. systemd: systemd-analyze checks the generated units (nothing is started).
-# nginx: the web site `multipool init` generates is tested behind a real nginx.
+# nginx and apache2: the site `multipool init` generates for either ([web] server) is
+# tested behind a real server of each (throwaway instances; the system's are not used).
 APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
-              postgresql mariadb-server git sqlite3 systemd nginx)
+              postgresql mariadb-server git sqlite3 systemd nginx apache2)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import sys
 import textwrap
 import time
@@ -133,3 +134,29 @@ def test_unknown_dependency_and_repeated_names_are_refused(tmp_path: Path):
     two = ServiceSpec(name="a", description="", argv=("true",), working_dir=tmp_path)
     with pytest.raises(PoolError, match="service names repeat"):
         Supervisor([two, two], log_dir=tmp_path)
+
+
+async def test_a_service_runs_at_its_nice_value(tmp_path: Path):
+    """`multipool run` gives a service its nice value as the unit does (the web process
+    yields to the engines); one without runs at the supervisor's own."""
+    script = ("import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid()) + ' ' "
+              "+ str(os.getpriority(os.PRIO_PROCESS, 0))); time.sleep(60)")
+    services = [ServiceSpec(name=name, description=name,
+                            argv=(sys.executable, "-c", script, str(tmp_path / name)),
+                            working_dir=tmp_path, nice=nice)
+                for name, nice in (("web", 10), ("engine", 0))]
+    supervisor = Supervisor(services, log_dir=tmp_path / "log")
+    run = asyncio.create_task(supervisor.run())
+    try:
+        await wait_until(lambda: all((tmp_path / n).exists() and (tmp_path / n).read_text()
+                                     for n in ("web", "engine")), 20, "both started")
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        seen = {name: (tmp_path / name).read_text().split() for name in ("web", "engine")}
+        assert int(seen["web"][1]) == min(own + 10, 19)
+        assert int(seen["engine"][1]) == own
+        # nice(1) execs the program: the pid the supervisor knows is the service's own.
+        assert int(seen["web"][0]) == supervisor.states["web"].pid
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run

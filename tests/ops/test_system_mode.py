@@ -85,15 +85,20 @@ def server() -> Iterator[tuple[Path, str]]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def test_init_and_coin_add_as_root(server: tuple[Path, str]):
+def test_init_and_coin_add_as_root(server: tuple[Path, str],
+                                   monkeypatch: pytest.MonkeyPatch):
     base, prefix = server
     root, unit_dir, nginx_dir = base / "opt", base / "units", base / "nginx"
     unit_dir.mkdir()
     for sub in ("sites-available", "sites-enabled"):
         (nginx_dir / sub).mkdir(parents=True)
+    # Apache's directory: a copy of Debian's, its a2enmod/a2ensite records beside it.
+    apache_dir = base / "apache2"
+    shutil.copytree("/etc/apache2", apache_dir, symlinks=True)
+    monkeypatch.setenv("APACHE_STATE_DIRECTORY", str(base / "apache-state"))
     layout = Layout(root, "system")
     init = ("init", "--root", str(root), "--unit-dir", str(unit_dir), "--nginx-dir",
-            str(nginx_dir), "--json")
+            str(nginx_dir), "--apache-dir", str(apache_dir), "--json")
 
     first = changes_of(multipool(*init))
     assert {(c["operation"], c["target"]) for c in first} >= {
@@ -107,8 +112,32 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
     # The web: its unit, and the nginx site that proxies the public host to it.
     site = nginx_dir / "sites-available" / "multipool"
     assert owner_group_mode(site) == ("root", "root", 0o644)
-    assert "proxy_pass http://127.0.0.1:8080" in site.read_text()
+    include = nginx_dir / "snippets" / "multipool.conf"
+    assert owner_group_mode(include) == ("root", "root", 0o644)
+    assert "proxy_pass http://127.0.0.1:8080;" in include.read_text()
+    assert f"include {include};" in site.read_text()
     assert os.readlink(nginx_dir / "sites-enabled" / "multipool") == str(site)
+    assert not (apache_dir / "sites-enabled" / "multipool.conf").exists()
+
+    # [web] server = "apache": Apache's site (modules, a2ensite), nginx's disabled.
+    config = root / "multipool.toml"
+    config.write_text(config.read_text().replace('server = "nginx"', 'server = "apache"'))
+    switched = {c["operation"] for c in changes_of(multipool(*init))}
+    assert {"nginx.disable", "apache.modules", "apache.site"} <= switched
+    assert not (nginx_dir / "sites-enabled" / "multipool").is_symlink()
+    apache_site = apache_dir / "sites-available" / "multipool.conf"
+    assert owner_group_mode(apache_site) == ("root", "root", 0o644)
+    assert os.readlink(apache_dir / "sites-enabled" / "multipool.conf") == \
+        "../sites-available/multipool.conf"
+    for module in ("proxy", "proxy_http", "headers", "expires"):
+        assert (apache_dir / "mods-enabled" / f"{module}.load").exists(), module
+    assert "ProxyPass / http://127.0.0.1:8080/" in (
+        apache_dir / "multipool" / "site.conf").read_text()
+    assert changes_of(multipool(*init)) == []
+    config.write_text(config.read_text().replace('server = "apache"', 'server = "nginx"'))
+    back = [c["operation"] for c in changes_of(multipool(*init))]
+    assert back == ["apache.disable", "files.link"]
+    assert not (apache_dir / "sites-enabled" / "multipool.conf").exists()
 
     add = ("coin", "add", "litecoin", "--prefix", prefix, "--network", "regtest",
            "--root", str(root), "--unit-dir", str(unit_dir), "--json")
@@ -254,8 +283,15 @@ def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
                                 capture_output=True, text=True, check=False)
         assert denied.returncode != 0 and "Permission denied" in denied.stderr
         # The web process runs as the web user and lists the pool.
-        assert {user for user, _ in process_users("multipool.cli web serve").values()} == {
-            WEB_USER}
+        # This server's web process (other web processes may run on the machine).
+        web_processes = process_users(f"multipool.cli web serve --root {root}")
+        assert web_processes
+        assert {user for user, _ in web_processes.values()} == {WEB_USER}
+        # At a lower priority than the engines: browsing must not slow mining.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert {os.getpriority(os.PRIO_PROCESS, int(pid)) for pid in web_processes} == {
+            min(own + 10, 19)}
+        assert {os.getpriority(os.PRIO_PROCESS, int(pid)) for pid in engines} == {own}
         with urllib.request.urlopen(f"http://{web}/api/pools", timeout=10) as response:
             pools = json.loads(response.read())
         assert [pool["prefix"] for pool in pools] == [prefix]

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from multipool.config import parse_server_config
 from multipool.errors import PoolError
 from multipool.ops import systemd
+from multipool.ops.layout import Layout
 from multipool.ops.services import RpcReady, ServiceSpec
+from multipool.ops.web import web_service
 from tests.support.requirements import missing
 
 MAX_EXPOSURE = 2.0
@@ -98,7 +101,15 @@ def units(tmp_path: Path) -> dict[str, str]:
         "multipool-ltc-daemon.service": systemd.render_service(daemon_spec(root)),
         "multipool-ltc-pool.service": systemd.render_service(pool_spec(root)),
         **systemd.scheduled_units(backup_spec(root), "*-*-* 03:15:00"),
+        "multipool-web.service": systemd.render_service(web_spec(root)),
     }
+
+
+def web_spec(root: Path) -> ServiceSpec:
+    """The web process's own spec (ops/web.py), as `init` writes its unit."""
+    (root / "web").mkdir(parents=True, exist_ok=True)
+    data = {"server": {"root": str(root), "public_host": "pool.example"}}
+    return web_service(Layout(root, "system"), parse_server_config(data, "multipool.toml"))
 
 
 def write_units(directory: Path, units: dict[str, str]) -> list[Path]:
@@ -146,7 +157,7 @@ def test_verify_catches_a_bad_setting(analyze: str, units: dict[str, str], tmp_p
 
 
 @pytest.mark.parametrize("name", ["multipool-ltc-daemon.service", "multipool-ltc-pool.service",
-                                  "multipool-backup.service"])
+                                  "multipool-backup.service", "multipool-web.service"])
 def test_exposure_is_at_most_two(analyze: str, units: dict[str, str], tmp_path: Path,
                                  name: str):
     [path] = write_units(tmp_path / "units", {name: units[name]})
@@ -174,7 +185,7 @@ def test_timer_calendar_is_valid(analyze: str):
 # -- the unit text ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["multipool-ltc-daemon.service", "multipool-ltc-pool.service",
-                                  "multipool-backup.service"])
+                                  "multipool-backup.service", "multipool-web.service"])
 def test_every_hardening_directive_is_there(units: dict[str, str], name: str):
     lines = units[name].splitlines()
     missing = [directive for directive in HARDENING if directive not in lines]
@@ -183,7 +194,7 @@ def test_every_hardening_directive_is_there(units: dict[str, str], name: str):
 
 
 @pytest.mark.parametrize("name", ["multipool-ltc-daemon.service", "multipool-ltc-pool.service",
-                                  "multipool-backup.service"])
+                                  "multipool-backup.service", "multipool-web.service"])
 def test_relaxed_directives_say_why(units: dict[str, str], name: str):
     lines = units[name].splitlines()
     relaxed = [i for i, line in enumerate(lines) if line.startswith(RELAXED)]
@@ -203,6 +214,23 @@ def test_long_running_service_shape(units: dict[str, str]):
         assert line in lines
     assert not any(line.startswith(("Requires=", "IPAddressDeny=")) for line in lines)
     assert "TimeoutStopSec=90s" in units["multipool-ltc-daemon.service"].splitlines()
+
+
+def test_web_service_yields_the_cpu_to_the_pool_engines(units: dict[str, str]):
+    """Browsing must not slow mining: the web unit runs at a lower priority (nice) and
+    a smaller cgroup CPU share than the pool engine, which keeps systemd's defaults."""
+    web_lines = units["multipool-web.service"].splitlines()
+    assert "Nice=10" in web_lines and "CPUWeight=20" in web_lines
+    for name in ("multipool-ltc-pool.service", "multipool-ltc-daemon.service"):
+        lines = units[name].splitlines()
+        assert not any(line.startswith(("Nice=", "CPUWeight=")) for line in lines), name
+
+
+@pytest.mark.parametrize(("nice", "weight"), [(-1, None), (20, None), (0, 0), (0, 10001)])
+def test_priority_out_of_range_is_refused(tmp_path: Path, nice: int, weight: int | None):
+    with pytest.raises(ValueError):
+        ServiceSpec(name="x", description="x", argv=("/bin/true",), working_dir=tmp_path,
+                    nice=nice, cpu_weight=weight)
 
 
 def test_oneshot_and_timer_shape(units: dict[str, str]):

@@ -39,7 +39,7 @@ from multipool.ops.server import init_changes, open_layout
 from multipool.ops.services import ServiceSpec
 from multipool.ops.status import CoinStatus, server_status
 from multipool.ops.supervisor import Supervisor
-from multipool.ops.web import NGINX_DIR, web_service
+from multipool.ops.web import APACHE_DIR, NGINX_DIR, web_service
 from multipool.web.display import plural, window_text
 
 
@@ -51,16 +51,20 @@ def init(
     nginx_dir: Annotated[Path, typer.Option("--nginx-dir", hidden=True,
                                             help="nginx's configuration directory")]
     = NGINX_DIR,
+    apache_dir: Annotated[Path, typer.Option("--apache-dir", hidden=True,
+                                             help="Apache's configuration directory")]
+    = APACHE_DIR,
     dry_run: DryRunOption = False,
     json_out: JsonOption = False,
 ) -> None:
     """Create the server tree and multipool.toml (system mode: users, packages, the web
-    service and its nginx site, and the nightly backup timer too)."""
+    service and its nginx or Apache site, and the nightly backup timer too)."""
     with reported_errors():
         if mode not in ("system", "local"):
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
-        plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir)
+        plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir,
+                            apache_dir=apache_dir)
         if layout.config_file.exists():  # the web process, if [web] settings changed
             server = load_server_config(layout.config_file)
             plan += restart_changes(layout, [web_service(layout, server)])

@@ -1,22 +1,25 @@
 """The nginx site in front of the one web process for all pools.
 
-:func:`render_site` turns the server config's ``[server] public_host`` and ``[web] listen``
-and ``routing`` into one nginx ``server`` block: a reverse proxy to the web process with
-security headers, gzip, a week of caching for ``/static/``, no uploads and no version in
-the ``Server`` header. Every value is validated before it reaches the text, so a value
+:func:`render` turns the server config's ``[server] public_host``, ``[web] listen`` and
+``routing`` into files (see :mod:`multipool.ops.sites` for why apart): the include file
+``snippets/multipool.conf``, multipool's, with the reverse proxy to the web process
+(Host, X-Forwarded-For/-Proto set for it), security headers (each where the app sent
+none: ``conf.d/multipool.conf`` maps them in the http block), gzip, a week of caching for
+``/static/``, ``/metrics`` denied, no uploads and no version in the ``Server`` header; and
+the site file ``sites-available/multipool``, the operator's, with the listeners and a
+marked block naming the host (``*.<public_host>`` too with subdomain routing) and
+including the first. Every value is validated before it reaches the text, so a value
 can never add a directive (``;``, ``{``, ``}``, quotes and whitespace are refused).
 
-:func:`site_changes` installs it the Debian way (``sites-available/multipool`` and its link
-in ``sites-enabled/``) as idempotent :class:`~multipool.ops.changes.Change` objects, and
-when anything changed ends with one ``nginx.reload`` change: ``nginx -t``, then ``nginx -s
-reload`` when nginx runs. A site nginx rejects is disabled again (its link removed) so
-nginx still starts after a reboot, and the next run finds the link to create and tests
-again.
+:func:`site_changes` installs them the Debian way (the site linked in ``sites-enabled/``)
+as idempotent :class:`~multipool.ops.changes.Change` objects, and when anything changed
+ends with one ``nginx.reload`` change: ``nginx -t``, then ``nginx -s reload`` when nginx
+runs. A site nginx rejects is rolled back (each file as it was, or removed when it was
+not there) and nginx is not reloaded.
 
-TLS is the operator's: ``certbot --nginx`` adds the 443 listener and certificate to the
-site in place. The next ``multipool init`` that finds the file different rewrites it and
-drops those lines, so run certbot again after it (it reuses the certificate it has).
-multipool generates no certificates.
+TLS is the operator's: ``certbot --nginx`` adds the 443 listener, the certificate and a
+redirect to the site file, outside the marked block, and later runs keep them. multipool
+generates no certificates.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from multipool.errors import ConfigError, PoolError
-from multipool.ops import changes
+from multipool.ops import changes, sites
 from multipool.ops.changes import Change
 from multipool.ops.commands import CommandError, run_command
 
@@ -39,6 +43,7 @@ NGINX_DIR = Path("/etc/nginx")
 NGINX: tuple[str, ...] = ("nginx",)
 PID_FILE = Path("/run/nginx.pid")
 SITE_NAME = "multipool"
+INCLUDE_NAME = "multipool.conf"  # in snippets/, Debian's place for server-block includes
 ROUTINGS = ("path", "subdomain")
 STATIC_EXPIRES = "7d"
 PROXY_READ_TIMEOUT = "60s"
@@ -47,6 +52,15 @@ PROXY_CONNECT_TIMEOUT = "5s"
 CLIENT_MAX_BODY_SIZE = "16k"
 CONTENT_SECURITY_POLICY = ("default-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
                            "form-action 'self'")
+# The security headers of the site, each added only when the web app did not send its own:
+# the app knows its pages (a stricter policy of its own must not be loosened, and two
+# content security policies would both apply), the site covers what it leaves out and
+# the server's own error pages.
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                    ("Referrer-Policy", "same-origin"),
+                    ("Content-Security-Policy", CONTENT_SECURITY_POLICY))
+# In conf.d/, which Debian's nginx.conf includes in its http block: where a map must be.
+HTTP_INCLUDE_NAME = "multipool.conf"
 GZIP_TYPES = ("text/css", "text/plain", "text/javascript", "application/javascript",
               "application/json", "image/svg+xml")
 
@@ -122,119 +136,168 @@ def _check_port(listen_port: int) -> int:
     return listen_port
 
 
-def render_site(*, server_name: str, upstream: str, listen_port: int = 80,
-                routing: str = "path") -> str:
-    """Given ``[server] public_host``, ``[web] listen`` and ``routing``, return the text of
-    the nginx site that proxies to the web process, or raise :class:`ConfigError`."""
-    name = check_server_name(server_name, routing)
-    target = check_upstream(upstream)
-    port = _check_port(listen_port)
-    names = f"{name} *.{name}" if routing == "subdomain" else name
-    proxy = f"http://{target}"
+@dataclass(frozen=True)
+class SiteText:
+    """The nginx site as files: ``include`` (multipool's, rewritten on every run, in the
+    server block), ``http_include`` (multipool's too, in the http block: the header
+    maps), the site file as first written (``site``) and the lines of its marked block
+    (``block``), which later runs keep current in the operator's file."""
+
+    include: str
+    http_include: str
+    site: str
+    block: list[str]
+
+
+def header_variable(name: str) -> str:
+    """The variable that holds the site's value for a header (empty when the app sent
+    one): ``X-Frame-Options`` -> ``$multipool_x_frame_options``."""
+    return "$multipool_" + name.lower().replace("-", "_")
+
+
+def render_http_include() -> str:
+    """The http-level part of the site: for each security header, its value when the
+    upstream response has none, else empty (and nginx's add_header skips an empty
+    value)."""
     lines = [
         "# Generated by multipool: `multipool init` rewrites this file, so edits here are",
-        "# lost. Edit multipool.toml instead ([server] public_host, [web] listen and",
-        "# routing) and run `multipool init` again.",
-        "#",
-        f"# nginx in front of the multipool web process at {target}.",
-        "#",
-        "# Routing: the web app serves one index for all pools, so `path` and `subdomain`",
-        "# routing proxy the same way; `subdomain` only adds *.<public_host> to server_name",
-        "# so that <prefix>.<public_host> reaches the same app.",
-        "#",
-        "# TLS is left to the operator: e.g. `certbot --nginx -d <public_host>` adds the",
-        "# 443 listener and the certificate to this file; `multipool init` drops them",
-        "# when it rewrites the file, so run certbot again after it. multipool generates",
-        "# no certificates.",
+        "# lost. The security headers the multipool site adds when the web app did not",
+        "# send its own (the app's, made for its pages, win).",
         "",
-        "server {",
-        f"    listen {port};",
-        f"    listen [::]:{port};",
-        f"    server_name {names};",
+    ]
+    for name, value in SECURITY_HEADERS:
+        upstream = "$upstream_http_" + name.lower().replace("-", "_")
+        lines += [f"map {upstream} {header_variable(name)} {{",
+                  f'    "" "{value}";',
+                  '    default "";',
+                  "}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_include(*, upstream: str) -> str:
+    """Given ``[web] listen``, return the directives of the server block that proxies to
+    the web process (the include file), or raise :class:`ConfigError`."""
+    proxy = f"http://{check_upstream(upstream)}"
+    lines = [
+        "# Generated by multipool from multipool.toml ([web] listen): `multipool init`",
+        "# rewrites this file, so edits here are lost. The server block that includes it",
+        "# (sites-available/multipool) is yours and certbot's to edit.",
         "",
-        "    server_tokens off;",
-        "    # The web app takes no uploads.",
-        f"    client_max_body_size {CLIENT_MAX_BODY_SIZE};",
+        "server_tokens off;",
+        "# The web app takes no uploads.",
+        f"client_max_body_size {CLIENT_MAX_BODY_SIZE};",
         "",
-        "    # `always`: on error pages too. A location that has an add_header of its own",
-        "    # would drop these (nginx inherits add_header only when a level has none), so",
-        "    # none below has one: /static/ caches with `expires`.",
-        "    add_header X-Content-Type-Options nosniff always;",
-        "    add_header X-Frame-Options DENY always;",
-        "    add_header Referrer-Policy same-origin always;",
-        f'    add_header Content-Security-Policy "{CONTENT_SECURITY_POLICY}" always;',
+        "# Each only when the web app sent none (conf.d/multipool.conf maps them).",
+        "# `always`: on error pages too. A location that has an add_header of its own",
+        "# would drop these (nginx inherits add_header only when a level has none), so",
+        "# none below has one: /static/ caches with `expires`.",
+        *(f"add_header {name} {header_variable(name)} always;"
+          for name, _ in SECURITY_HEADERS),
         "",
-        "    gzip on;",
-        "    gzip_vary on;",
-        "    gzip_proxied any;",
-        "    gzip_min_length 256;",
-        f"    gzip_types {' '.join(GZIP_TYPES)};",
+        "gzip on;",
+        "gzip_vary on;",
+        "gzip_proxied any;",
+        "gzip_min_length 256;",
+        f"gzip_types {' '.join(GZIP_TYPES)};",
         "",
-        "    # At server level, so both locations below inherit them.",
-        "    proxy_http_version 1.1;",
-        "    proxy_set_header Host $host;",
-        "    proxy_set_header X-Real-IP $remote_addr;",
-        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "    proxy_set_header X-Forwarded-Proto $scheme;",
-        f"    proxy_connect_timeout {PROXY_CONNECT_TIMEOUT};",
-        f"    proxy_read_timeout {PROXY_READ_TIMEOUT};",
+        "# At server level, so every location below inherits them. Host as the browser",
+        "# sent it: with subdomain routing the web app picks the pool by it.",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "# Set, not appended to: the web app believes this header from nginx, so a client",
+        "# must not be able to put an address of its choice into it. Behind a CDN, let",
+        "# nginx's realip module (set_real_ip_from) make $remote_addr the client's.",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        f"proxy_connect_timeout {PROXY_CONNECT_TIMEOUT};",
+        f"proxy_read_timeout {PROXY_READ_TIMEOUT};",
         "",
-        "    location / {",
-        f"        proxy_pass {proxy};",
-        "    }",
+        "location / {",
+        f"    proxy_pass {proxy};",
+        "}",
         "",
-        "    location /static/ {",
-        f"        proxy_pass {proxy};",
-        f"        expires {STATIC_EXPIRES};",
-        "    }",
+        "location /static/ {",
+        f"    proxy_pass {proxy};",
+        f"    expires {STATIC_EXPIRES};",
+        "}",
+        "",
+        "# Prometheus metrics have a listener of their own ([web] metrics_listen), never",
+        "# reachable through the public site.",
+        "location = /metrics {",
+        "    deny all;",
+        "}",
+        "location ^~ /metrics/ {",
+        "    deny all;",
         "}",
         "",
     ]
     return "\n".join(lines)
 
 
+def render_block(*, server_name: str, routing: str = "path",
+                 include: Path = NGINX_DIR / "snippets" / INCLUDE_NAME) -> list[str]:
+    """The lines between the markers of the site file: the names it answers and the
+    include line."""
+    name = check_server_name(server_name, routing)
+    names = f"{name} *.{name}" if routing == "subdomain" else name
+    _refuse_syntax(str(include), "nginx include path")
+    return [f"server_name {names};", f"include {include};"]
+
+
+def render(*, server_name: str, upstream: str, listen_port: int = 80,
+           routing: str = "path",
+           include: Path = NGINX_DIR / "snippets" / INCLUDE_NAME) -> SiteText:
+    """Given ``[server] public_host``, ``[web] listen`` and ``routing``, return the nginx
+    site's files, or raise :class:`ConfigError`."""
+    block = render_block(server_name=server_name, routing=routing, include=include)
+    port = _check_port(listen_port)
+    include_text = render_include(upstream=upstream)
+    lines = [
+        "# The nginx site of multipool, written once by `multipool init` and then yours:",
+        "# `multipool init` rewrites only the lines between the BEGIN and END markers",
+        "# (from multipool.toml: [server] public_host, [web] routing) and the file they",
+        f"# include, {include}, which holds every proxy, header, gzip and",
+        "# cache directive. Keep the markers.",
+        "#",
+        "# TLS: `certbot --nginx -d <public_host>` adds the 443 listener, the certificate",
+        "# and a redirect to this file, and they stay when `multipool init` runs again.",
+        "# With subdomain routing, name each pool's host too (-d ltc.<public_host>) or",
+        "# take a wildcard certificate (a DNS challenge). multipool generates none.",
+        "",
+        "server {",
+        f"    listen {port};",
+        f"    listen [::]:{port};",
+        "",
+        f"    {sites.BEGIN}",
+        *(f"    {line}" for line in block),
+        f"    {sites.END}",
+        "}",
+        "",
+    ]
+    return SiteText(include=include_text, http_include=render_http_include(),
+                    site="\n".join(lines), block=block)
+
+
 def nginx_running(pid_file: Path = PID_FILE) -> bool:
     """True when ``pid_file`` names a live nginx process."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it lives, as another user
-    try:
-        # A stale pid file may name a pid the kernel gave to another program since.
-        return "nginx" in Path(f"/proc/{pid}/comm").read_text()
-    except OSError:
-        return True
+    return sites.server_running(pid_file, "nginx")
 
 
-def _disable(link: Path, site: Path) -> bool:
-    if link.is_symlink() and os.readlink(link) == str(site):
-        link.unlink()
-        return True
-    return False
-
-
-def check_and_reload(*, site: Path, link: Path, nginx: Sequence[str] = NGINX,
-                    pid_file: Path = PID_FILE) -> str:
-    """Run ``nginx -t``; when it fails, disable the site (remove ``link`` if it points to
-    ``site``) and raise :class:`NginxError` with nginx's output. Then ``nginx -s reload``
-    when nginx runs. Return ``"reloaded"`` or ``"tested"`` (nginx is not running)."""
+def check_and_reload(*, snapshot: sites.Snapshot, nginx: Sequence[str] = NGINX,
+                     pid_file: Path = PID_FILE) -> str:
+    """Run ``nginx -t``; when it fails, put the files back as ``snapshot`` has them
+    (the previous site, or none) and raise :class:`NginxError` with nginx's output,
+    without reloading. Then ``nginx -s reload`` when nginx runs. Return ``"reloaded"``
+    or ``"tested"`` (nginx is not running)."""
     try:
         run_command([*nginx, "-t"], timeout=60)
     except CommandError as exc:
-        disabled = _disable(link, site)
+        undone = snapshot.restore()
         raise NginxError(
-            f"nginx rejects its configuration with {site}"
-            + (f"; the site is disabled again ({link} removed) so nginx still starts"
-               if disabled else "")
-            + f". nginx said:\n{exc.output.strip()}") from exc
+            "nginx rejects the new site, so it is rolled back"
+            + (f" ({'; '.join(undone)})" if undone else "")
+            + f" and nginx is not reloaded. nginx said:\n{exc.output.strip()}") from exc
     if not nginx_running(pid_file):
         logger.info("nginx config is valid; nginx is not running, nothing to reload")
         return "tested"
@@ -245,31 +308,69 @@ def check_and_reload(*, site: Path, link: Path, nginx: Sequence[str] = NGINX,
     return "reloaded"
 
 
-def site_changes(*, server_name: str, upstream: str, listen_port: int = 80,
-                 routing: str = "path", nginx_dir: Path = NGINX_DIR,
-                 check: bool | None = None, nginx: Sequence[str] = NGINX,
-                 pid_file: Path = PID_FILE, owner: str | None = "root",
-                 group: str | None = "root") -> list[Change]:
-    """The changes that install the site in ``nginx_dir`` (``sites-available/multipool``,
-    ``owner``:``group`` 0644, and its link in ``sites-enabled/``) and, when any is needed, one
-    ``nginx.reload`` change (see :func:`check_and_reload`). ``check`` None: test and reload
-    when ``nginx`` is on PATH; False: never (the caller tests), True: always. ``nginx`` is
-    the argv prefix of every nginx call (tests add ``-p``/``-c``); ``pid_file`` is where
-    that nginx keeps its pid. Raises :class:`ConfigError` for a bad value or when
-    ``nginx_dir`` has no sites-available/sites-enabled (nginx is not installed)."""
-    text = render_site(server_name=server_name, upstream=upstream, listen_port=listen_port,
-                       routing=routing)
+def _dirs(nginx_dir: Path, upstream: str) -> tuple[Path, Path]:
     available, enabled = nginx_dir / "sites-available", nginx_dir / "sites-enabled"
     for directory in (available, enabled):
         if not directory.is_dir():
             raise ConfigError(
                 f"{directory} does not exist: install nginx (apt-get install nginx) or "
                 f"configure your own web server to proxy to {check_upstream(upstream)}")
+    return available, enabled
+
+
+def site_changes(*, server_name: str, upstream: str, listen_port: int = 80,
+                 routing: str = "path", nginx_dir: Path = NGINX_DIR,
+                 check: bool | None = None, nginx: Sequence[str] = NGINX,
+                 pid_file: Path = PID_FILE, owner: str | None = "root",
+                 group: str | None = "root") -> list[Change]:
+    """The changes that install the site in ``nginx_dir``: ``conf.d/multipool.conf`` and
+    ``snippets/multipool.conf`` (multipool's include files, in the http and the server
+    block), ``sites-available/multipool`` (written when absent, else
+    only its marked block), both ``owner``:``group`` 0644, the link in
+    ``sites-enabled/`` and, when any is needed, one ``nginx.reload`` change (see
+    :func:`check_and_reload`). ``check`` None: test and reload when ``nginx`` is on
+    PATH; False: never (the caller tests), True: always. ``nginx`` is the argv prefix of
+    every nginx call (tests add ``-p``/``-c``); ``pid_file`` is where that nginx keeps
+    its pid. Raises :class:`ConfigError` for a bad value, for a site file whose markers
+    are gone, or when ``nginx_dir`` has no sites-available/sites-enabled (nginx is not
+    installed)."""
+    snippets, conf_d = nginx_dir / "snippets", nginx_dir / "conf.d"
+    include, http_include = snippets / INCLUDE_NAME, conf_d / HTTP_INCLUDE_NAME
+    text = render(server_name=server_name, upstream=upstream, listen_port=listen_port,
+                  routing=routing, include=include)
+    available, enabled = _dirs(nginx_dir, upstream)
     site, link = available / SITE_NAME, enabled / SITE_NAME
-    plan = changes.file(site, text, owner=owner, group=group, mode=0o644)
+    snapshot = sites.Snapshot.take([http_include, include, site], [link])
+    plan: list[Change] = []
+    for directory in (conf_d, snippets):
+        if not directory.is_dir():
+            plan += changes.directory(directory, mode=0o755)
+    plan += changes.file(http_include, text.http_include, owner=owner, group=group,
+                         mode=0o644)
+    plan += changes.file(include, text.include, owner=owner, group=group, mode=0o644)
+    plan += sites.site_file_changes(site, text.site, text.block, owner=owner, group=group)
     plan += changes.symlink(link, site)
     if plan and (shutil.which(nginx[0]) is not None if check is None else check):
         plan.append(Change(
             "nginx.reload", str(site), "test the config (nginx -t), reload nginx if it runs",
-            lambda: check_and_reload(site=site, link=link, nginx=nginx, pid_file=pid_file)))
+            lambda: check_and_reload(snapshot=snapshot, nginx=nginx, pid_file=pid_file)))
+    return plan
+
+
+def disable_changes(*, nginx_dir: Path = NGINX_DIR, check: bool | None = None,
+                    nginx: Sequence[str] = NGINX, pid_file: Path = PID_FILE) -> list[Change]:
+    """The changes that take multipool's site out of nginx (another web server serves
+    it now): its link in ``sites-enabled/`` removed, then nginx tested and reloaded if it
+    runs. The files stay, unused, with the operator's edits. Nothing when not enabled."""
+    site = nginx_dir / "sites-available" / SITE_NAME
+    link = nginx_dir / "sites-enabled" / SITE_NAME
+    if not (link.is_symlink() and os.readlink(link) == str(site)):
+        return []
+    snapshot = sites.Snapshot.take([], [link])
+    plan = [Change("nginx.disable", str(link), "remove (the site is served by Apache now)",
+                   link.unlink)]
+    if shutil.which(nginx[0]) is not None if check is None else check:
+        plan.append(Change(
+            "nginx.reload", str(site), "test the config (nginx -t), reload nginx if it runs",
+            lambda: check_and_reload(snapshot=snapshot, nginx=nginx, pid_file=pid_file)))
     return plan

@@ -13,12 +13,13 @@ from multipool.ops.backup import backup_unit_changes
 from multipool.ops.changes import Change
 from multipool.ops.layout import Layout
 from multipool.ops.reach import check_reachable
-from multipool.ops.web import NGINX_DIR, web_changes
+from multipool.ops.web import APACHE_DIR, NGINX_DIR, SERVER_PACKAGES, web_changes
 
 DEFAULT_ROOT = Path("/opt/multipool")
 # What a server needs before any coin: git for coins built from source, sqlite3 for the
-# operator to look into a pool's database.
-SYSTEM_PACKAGES = ("git", "ca-certificates", "sqlite3", "nginx")
+# operator to look into a pool's database; and the web server of [web] server
+# (web.SERVER_PACKAGES).
+SYSTEM_PACKAGES = ("git", "ca-certificates", "sqlite3")
 
 
 def server_config_text(root: Path, mode: str, public_host: str = "localhost") -> str:
@@ -35,6 +36,7 @@ def server_config_text(root: Path, mode: str, public_host: str = "localhost") ->
         "[web]\n"
         'listen = "127.0.0.1:8080"\n'
         'routing = "path"             # path | subdomain\n'
+        'server = "nginx"             # nginx | apache: the site `init` writes\n'
     )
 
 
@@ -60,34 +62,41 @@ def existing_server(layout: Layout) -> ServerConfig | None:
 
 
 def init_changes(layout: Layout, *, install_packages: bool = True,
-                 unit_dir: Path = systemd.UNIT_DIR,
-                 nginx_dir: Path = NGINX_DIR) -> list[Change]:
+                 unit_dir: Path = systemd.UNIT_DIR, nginx_dir: Path = NGINX_DIR,
+                 apache_dir: Path = APACHE_DIR) -> list[Change]:
     """Given the wanted layout, return what `init` must change (nothing the second time).
-    System mode: the nightly backup's units, the web unit (in ``unit_dir``) and the nginx
-    site (in ``nginx_dir``) too."""
+    System mode: the nightly backup's units, the web unit (in ``unit_dir``) and the site
+    of ``[web] server`` (in ``nginx_dir`` or ``apache_dir``) too."""
     check_mode(layout.mode)
-    existing = existing_server(layout)
+    server = existing_server(layout)
+    config_text = None
+    if server is None:
+        config_text = server_config_text(layout.root, layout.mode)
+        server = parse_server_config(tomllib.loads(config_text), str(layout.config_file))
     if layout.system:  # its services run this interpreter as the web user
         check_reachable(layout.web_user, "the web process")
     plan: list[Change] = []
+    # The web server's package, when this plan installs it: its site waits for it.
+    web_package, installs_web_server = SERVER_PACKAGES[server.web_server], False
     if layout.system:
         if install_packages:
-            plan += changes.apt_packages(SYSTEM_PACKAGES)
+            packages = changes.apt_packages((*SYSTEM_PACKAGES, web_package))
+            installs_web_server = any(web_package in change.target.split()
+                                      for change in packages)
+            plan += packages
         for user in (layout.build_user, layout.web_user):
             assert user is not None
             plan += changes.system_user(user, home=layout.root)
     for entry in layout.server_entries():
         plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
                                   mode=entry.mode)
-    server = existing
-    if server is None:
-        text = server_config_text(layout.root, layout.mode)
+    if config_text is not None:
         # 0600: [database] url may hold a database admin password.
-        plan += changes.file(layout.config_file, text, owner=layout.admin,
+        plan += changes.file(layout.config_file, config_text, owner=layout.admin,
                              group=layout.admin, mode=0o600)
-        server = parse_server_config(tomllib.loads(text), str(layout.config_file))
     plan += backup_unit_changes(layout, unit_dir)
-    plan += web_changes(layout, server, unit_dir=unit_dir, nginx_dir=nginx_dir)
+    plan += web_changes(layout, server, unit_dir=unit_dir, nginx_dir=nginx_dir,
+                        apache_dir=apache_dir, server_installed=not installs_web_server)
     return plan
 
 

@@ -40,6 +40,18 @@ class ServiceSpec:
     stop_timeout: float = 90.0
     # Environment for the process, on top of a clean one.
     environment: tuple[tuple[str, str], ...] = ()
+    # CPU priority against the other services: a nice value (0-19; higher yields more)
+    # and, under systemd, a cgroup CPU weight (1-10000, None: systemd's default of 100).
+    # The web process yields to the pool engines so that browsing never slows mining.
+    nice: int = 0
+    cpu_weight: int | None = None
+
+    def __post_init__(self) -> None:
+        # Only lowering: raising a priority would need a capability the units drop.
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be 0-19, got {self.nice}")
+        if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 10000:
+            raise ValueError(f"cpu_weight must be 1-10000, got {self.cpu_weight}")
 
 
 # The environment variable that carries a service's configuration fingerprint into its
@@ -60,6 +72,8 @@ def fingerprinted(spec: ServiceSpec, *inputs: bytes) -> ServiceSpec:
     basics = [spec.name, *spec.argv, str(spec.working_dir), spec.user or "", spec.group or "",
               *map(str, spec.writable),
               *(f"{key}={value}" for key, value in spec.environment if key != CONFIG_ENV)]
+    if spec.nice or spec.cpu_weight is not None:  # absent: fingerprints stay as they were
+        basics += [f"nice={spec.nice}", f"cpu_weight={spec.cpu_weight}"]
     for part in [*(item.encode() for item in basics), *inputs]:
         digest.update(len(part).to_bytes(8, "big") + part)  # length-prefixed: unambiguous
     environment = tuple((k, v) for k, v in spec.environment if k != CONFIG_ENV)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -118,10 +119,15 @@ class Supervisor:
         self._reloading = asyncio.Lock()
 
     def argv(self, spec: ServiceSpec) -> list[str]:
-        """The command line as systemd would run it: as the service's user when root."""
+        """The command line as systemd would run it: as the service's user when root,
+        at the service's nice value (there is no cgroup CPU weight without systemd)."""
+        argv = list(spec.argv)
+        if spec.nice:
+            # nice(1) execs the program: the pid stays the service's own.
+            argv = [shutil.which("nice") or "/usr/bin/nice", "-n", str(spec.nice), *argv]
         if spec.user is None or os.geteuid() != 0:
-            return list(spec.argv)
-        return as_user_argv(spec.user, spec.argv, reset_env=False)
+            return argv
+        return as_user_argv(spec.user, argv, reset_env=False)
 
     async def run(self) -> None:
         """Run until cancelled, then stop every service (dependents first)."""

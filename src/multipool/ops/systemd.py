@@ -212,6 +212,10 @@ def _process_lines(spec: ServiceSpec) -> list[str]:
             raise ValueError(f"not a valid environment variable name: {key!r}")
         lines.append(f"Environment={quote_word(f'{key}={value}', what='environment')}")
     lines.append(f"ExecStart={exec_line(spec.argv)}")
+    if spec.nice:
+        lines.append(f"Nice={spec.nice}")
+    if spec.cpu_weight is not None:
+        lines.append(f"CPUWeight={spec.cpu_weight}")
     lines.append(f"SyslogIdentifier={unit_name(spec.name).removesuffix('.service')}")
     return lines
 
