@@ -155,11 +155,13 @@ def test_demo_progress_lines_count_in_words_and_say_each_change_once(monkeypatch
     supervisor = SimpleNamespace(states=states)
     recorded = iter([0, 1, 1, 2])
     monkeypatch.setattr(demo, "recorded_blocks", lambda config: next(recorded))
-    for miners in ({}, {"ltca": object()}, {"ltca": object()}, {"ltca": object()}):
-        lines.update(supervisor, [config], miners)
+    miner = SimpleNamespace(username="rltc1qminer.rig1")
+    for miners in ({}, {"ltca": miner}, {"ltca": miner}, {"ltca": miner}):
+        lines.update(supervisor, [config], miners, "127.0.0.1:8080")
     assert [line.split("] ", 1)[1] for line in written] == [
         "ltca: 1/2 services ready",
-        "ltca: stratum 127.0.0.1:23333 open, a test miner mines on it",
+        "ltca: stratum 127.0.0.1:23333 open, a test miner mines on it; pool page "
+        "http://127.0.0.1:8080/ltca/, miner page http://127.0.0.1:8080/ltca/miners/rltc1qminer",
         "ltca: 1 block recorded",
         "ltca: 2 blocks recorded",
     ]
