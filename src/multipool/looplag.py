@@ -120,5 +120,7 @@ class LoopLagMonitor:
             if above > allowed:
                 p99 = tenth
                 break
-        return LoopLag(p99_ms=p99 / 10, max_ms=round(worst * 1000, 3), samples=total,
+        max_ms = round(worst * 1000, 3)
+        # The step is rounded up; the p99 is never more than the exact max.
+        return LoopLag(p99_ms=min(p99 / 10, max_ms), max_ms=max_ms, samples=total,
                        window_seconds=float(self.window))

@@ -1,0 +1,181 @@
+"""The engine's counters (``counters`` of status.json) on a real Litecoin regtest network.
+
+The project's CPU miner mines through the stratum port, then a bare stratum client sends
+one share of each bad kind: not subscribed (25), unauthorized worker (24), unknown job
+(20), low difficulty (23, a nonce whose scrypt hash this test checked is above both the
+share and the block target), the same share again (22), and a share on a job retired by
+a block the daemon mined itself (21). Every expected figure is what this test sent or
+what the miner and the daemon say, never the engine's own output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multipool.chain.header import build_header, prevhash_from_stratum
+from multipool.chain.merkle import root_from_branch
+from multipool.chain.pow import ALGORITHMS, bits_to_target, hash_to_int, sha256d
+from multipool.devnet import RegtestNetwork
+from multipool.miner import StratumMiner
+from multipool.public_status import PublicStatusWriter
+from tests.functional.test_pool_mining import (
+    POOL_TAG,
+    block_at,
+    pool_address,
+    running_pool,
+    wait_for_height,
+)
+from tests.support.stratum_client import RawClient
+
+SCRYPT = ALGORITHMS["scrypt"]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory):
+    with RegtestNetwork(tmp_path_factory.mktemp("engine-counters"), nodes=2) as network:
+        yield network
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def submit_params(worker: str, notify: dict[str, Any], extranonce2: bytes, nonce: int
+                  ) -> list[str]:
+    job_id, _, _, _, _, _, _, ntime, _ = notify["params"]
+    return [worker, job_id, extranonce2.hex(), ntime, f"{nonce:08x}"]
+
+
+def losing_nonce(notify: dict[str, Any], extranonce1: bytes, extranonce2: bytes,
+                 share_target: int) -> int:
+    """A nonce whose scrypt hash is above the share target and the block target: a share
+    the pool must refuse as low difficulty (regtest blocks are so easy that a random
+    nonce solves one about half the time, and a block is never refused)."""
+    _, prevhash, coinb1, coinb2, branch, version, nbits, ntime, _ = notify["params"]
+    coinbase = bytes.fromhex(coinb1) + extranonce1 + extranonce2 + bytes.fromhex(coinb2)
+    root = root_from_branch(sha256d(coinbase), tuple(bytes.fromhex(b) for b in branch))
+    block_target = bits_to_target(int(nbits, 16))
+    for nonce in range(10_000):
+        header = build_header(int(version, 16), prevhash_from_stratum(prevhash), root,
+                              int(ntime, 16), int(nbits, 16), nonce)
+        digest = hashlib.scrypt(header, salt=header, n=1024, r=1, p=1, dklen=32)
+        if hash_to_int(digest) > max(share_target, block_target):
+            return nonce
+    raise AssertionError("no losing nonce in 10,000: the targets are not what they seem")
+
+
+async def expect_error(client: RawClient, params: list[str], code: int) -> None:
+    reply = await client.call("mining.submit", params, timeout=15)
+    assert reply["error"] is not None and reply["error"][0] == code, (code, reply)
+
+
+async def test_counters_match_what_was_sent(net: RegtestNetwork, tmp_path: Path):
+    node = net.nodes[0]
+    address, _ = pool_address(net)
+    if node.rpc("getblockcount") == 0:
+        node.rpc("generatetoaddress", 1, address)
+    async with running_pool(net, address) as engine:
+        port = engine.server.bound_ports()[0]
+        assert engine.counters()["shares"] == {
+            "accepted": 0, "rejected": dict.fromkeys(
+                ("other", "stale", "duplicate", "low_difficulty", "unauthorized",
+                 "not_subscribed"), 0)}
+
+        # 1. The CPU miner finds three blocks; stopped without cancelling, so it waits
+        # for the result of every share it sent.
+        start = node.rpc("getblockcount")
+        miner = StratumMiner(host="127.0.0.1", port=port, username=f"{address}.rig1",
+                             algorithm="scrypt")
+        task = asyncio.create_task(miner.run())
+        try:
+            await until(lambda: engine.counters()["connections"] == 1, "the miner's session")
+            await wait_for_height(net, start + 3)
+        finally:
+            miner.stop()
+            await asyncio.wait_for(task, 60)
+        await until(lambda: engine.counters()["connections"] == 0, "the miner to leave")
+        blocks = engine.counters()["blocks"]
+        await until(lambda: engine.counters()["blocks"]["submitted"]
+                    == engine.counters()["blocks"]["accepted"]
+                    + engine.counters()["blocks"]["refused"], "block verdicts")
+        counted = engine.counters()
+        assert miner.submitted == miner.accepted + miner.rejected > 0
+        assert counted["shares"]["accepted"] == miner.accepted
+        reasons = {20: "other", 21: "stale", 22: "duplicate", 23: "low_difficulty",
+                   24: "unauthorized", 25: "not_subscribed"}
+        expected_rejects = dict.fromkeys(reasons.values(), 0)
+        for code, count in miner.reject_reasons.items():
+            expected_rejects[reasons[code]] += count
+        assert counted["shares"]["rejected"] == expected_rejects
+        # The chain says which blocks the pool made: its tag in the coinbase.
+        end = node.rpc("getblockcount")
+        ours = sum(POOL_TAG.encode().hex() in block_at(net, h)["tx"][0]["vin"][0]["coinbase"]
+                   for h in range(start + 1, end + 1))
+        blocks = counted["blocks"]
+        assert blocks["accepted"] == ours >= 3, (blocks, ours)
+        assert blocks["submitted"] == blocks["accepted"] + blocks["refused"]
+
+        # 2. One share of each bad kind from a bare client.
+        lonely = await RawClient.connect(port)
+        client = await RawClient.connect(port)
+        try:
+            await expect_error(lonely, [f"{address}.x", "00", "00000000", "00000000",
+                                        "00000000"], 25)
+            subscribed = await client.call("mining.subscribe", ["counters-test"])
+            _, extranonce1_hex, extranonce2_size = subscribed["result"]
+            extranonce1 = bytes.fromhex(extranonce1_hex)
+            worker = f"{address}.bad"
+            assert (await client.call("mining.authorize", [worker, "x"]))["result"] is True
+            difficulty = (await client.wait_notification("mining.set_difficulty"))["params"][0]
+            notify = await client.wait_notification("mining.notify", timeout=15)
+            await until(lambda: engine.counters()["connections"] == 2, "two sessions")
+            en2 = bytes(extranonce2_size)
+            await expect_error(client, submit_params(f"{address}.other", notify, en2, 0), 24)
+            unknown = submit_params(worker, notify, en2, 0)
+            unknown[1] = "deadbeef" if notify["params"][0] != "deadbeef" else "cafebabe"
+            await expect_error(client, unknown, 20)
+            nonce = losing_nonce(notify, extranonce1, en2, SCRYPT.difficulty_to_target(
+                float(difficulty)))
+            losing = submit_params(worker, notify, en2, nonce)
+            await expect_error(client, losing, 23)
+            await expect_error(client, losing, 22)
+            # A block the daemon mines itself retires the job the client holds.
+            node.rpc("generatetoaddress", 1, address)
+            await until(lambda: engine.jobs.retired_recently(notify["params"][0]),
+                        "the job to be retired")
+            await expect_error(client, submit_params(worker, notify, bytes([1]) + en2[1:],
+                                                     1), 21)
+            after = engine.counters()
+            assert after["connections"] == 2
+        finally:
+            await lonely.close()
+            await client.close()
+
+        for reason, sent in (("not_subscribed", 1), ("unauthorized", 1), ("other", 1),
+                             ("low_difficulty", 1), ("duplicate", 1), ("stale", 1)):
+            expected_rejects[reason] += sent
+        assert after["shares"]["rejected"] == expected_rejects
+        assert after["shares"]["accepted"] == miner.accepted
+        assert after["blocks"] == blocks
+
+        # 3. The status file carries the same counters, and the loop's lateness.
+        writer = PublicStatusWriter(config=engine.config, database=None,  # type: ignore[arg-type]
+                                    engine=engine, directory=tmp_path,
+                                    services=engine.supervisor.states)
+        document = writer.document(datetime.now(UTC))
+        assert document["counters"]["shares"] == after["shares"]
+        lag = document["counters"]["loop_lag"]
+        # Measured since the engine started (its accuracy: tests/unit/test_looplag.py).
+        assert lag["samples"] > 0 and lag["window_seconds"] == 60
+        assert 0 <= lag["p99_ms"] <= lag["max_ms"]
