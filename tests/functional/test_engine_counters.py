@@ -105,7 +105,6 @@ async def test_counters_match_what_was_sent(net: RegtestNetwork, tmp_path: Path)
             miner.stop()
             await asyncio.wait_for(task, 60)
         await until(lambda: engine.counters()["connections"] == 0, "the miner to leave")
-        blocks = engine.counters()["blocks"]
         await until(lambda: engine.counters()["blocks"]["submitted"]
                     == engine.counters()["blocks"]["accepted"]
                     + engine.counters()["blocks"]["refused"], "block verdicts")
