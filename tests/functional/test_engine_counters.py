@@ -5,7 +5,8 @@ one share of each bad kind: not subscribed (25), unauthorized worker (24), unkno
 (20), low difficulty (23, a nonce whose scrypt hash this test checked is above both the
 share and the block target), the same share again (22), and a share on a job retired by
 a block the daemon mined itself (21). Every expected figure is what this test sent or
-what the miner and the daemon say, never the engine's own output.
+what the miner and the daemon say, never the engine's own output. The status file the
+engine writes then goes through the web's reader and out as Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from multipool.chain.header import build_header, prevhash_from_stratum
 from multipool.chain.merkle import root_from_branch
@@ -26,6 +29,8 @@ from multipool.chain.pow import ALGORITHMS, bits_to_target, hash_to_int, sha256d
 from multipool.devnet import RegtestNetwork
 from multipool.miner import StratumMiner
 from multipool.public_status import PublicStatusWriter
+from multipool.web.metrics import registry_for
+from multipool.web.status import StatusReader
 from tests.functional.test_pool_mining import (
     POOL_TAG,
     block_at,
@@ -169,8 +174,10 @@ async def test_counters_match_what_was_sent(net: RegtestNetwork, tmp_path: Path)
         assert after["blocks"] == blocks
 
         # 3. The status file carries the same counters, and the loop's lateness.
+        public = tmp_path / "web" / engine.config.coin.prefix
+        public.mkdir(parents=True)
         writer = PublicStatusWriter(config=engine.config, database=None,  # type: ignore[arg-type]
-                                    engine=engine, directory=tmp_path,
+                                    engine=engine, directory=public,
                                     services=engine.supervisor.states)
         document = writer.document(datetime.now(UTC))
         assert document["counters"]["shares"] == after["shares"]
@@ -178,3 +185,12 @@ async def test_counters_match_what_was_sent(net: RegtestNetwork, tmp_path: Path)
         # Measured since the engine started (its accuracy: tests/unit/test_looplag.py).
         assert lag["samples"] > 0 and lag["window_seconds"] == 60
         assert 0 <= lag["p99_ms"] <= lag["max_ms"]
+
+    # 4. The file as the engine wrote it, through the web's reader, as metrics.
+    writer.write(document)
+    exposition = generate_latest(registry_for(StatusReader(tmp_path))).decode()
+    samples = {(s.name, s.labels.get("result"), s.labels.get("reason")): s.value
+               for family in text_string_to_metric_families(exposition)
+               for s in family.samples if s.name == "multipool_shares_total"}
+    assert samples.pop(("multipool_shares_total", "accepted", "")) == miner.accepted
+    assert {reason: value for (_, _, reason), value in samples.items()} == expected_rejects
