@@ -132,9 +132,16 @@ async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) ->
     for all of them (a second Ctrl-C forces them down, as in uvicorn)."""
     loop = asyncio.get_running_loop()
 
+    stopping = False
+
     def stop(sig: int = signal.SIGTERM) -> None:
+        nonlocal stopping
+        force, stopping = stopping and sig == signal.SIGINT, True
         for server, _ in servers:
-            server.handle_exit(sig, None)
+            if force:
+                server.force_exit = True
+            else:
+                server.should_exit = True
 
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop, sig)
@@ -143,7 +150,10 @@ async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) ->
                  for server, sockets in servers]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop()
-        await asyncio.gather(*tasks)
+        # Every server has stopped before an error of one of them is raised.
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
