@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from multipool.chain.header import build_header, prevhash_from_stratum
 from multipool.chain.merkle import root_from_branch
 from multipool.chain.pow import ALGORITHMS, bits_to_target, hash_to_int, sha256d
-from multipool.devnet import RegtestNetwork
+from multipool.devnet import RegtestNetwork, free_port, regtest_coin_config
+from multipool.engine import ServiceIntervals, run_pool
 from multipool.miner import StratumMiner
 from multipool.public_status import PublicStatusWriter
 from multipool.web.metrics import registry_for
@@ -41,6 +43,7 @@ from tests.functional.test_pool_mining import (
 from tests.support.stratum_client import RawClient
 
 SCRYPT = ALGORITHMS["scrypt"]
+TAG = "/multipool-counters/"
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +197,94 @@ async def test_counters_match_what_was_sent(net: RegtestNetwork, tmp_path: Path)
                for s in family.samples if s.name == "multipool_shares_total"}
     assert samples.pop(("multipool_shares_total", "accepted", "")) == miner.accepted
     assert {reason: value for (_, _, reason), value in samples.items()} == expected_rejects
+
+
+async def test_composed_engine_publishes_counters_and_totals(net: RegtestNetwork,
+                                                             tmp_path: Path):
+    """The engine as `pool serve` composes it (engine.run_pool, SQLite): its status.json
+    carries the counters and the database's totals, which the chain confirms."""
+    node = net.nodes[0]
+    address, _ = pool_address(net)
+    public = tmp_path / "web" / "ltc"
+    public.mkdir(parents=True)
+    status_file = public / "status.json"
+    port = free_port()
+    config = regtest_coin_config(node, address=address, port=port, difficulty=2e-5,
+                                 pool_tag=TAG, database=f"sqlite:///{tmp_path / 'pool.db'}",
+                                 public_dir=str(public), state_dir=str(tmp_path))
+    pool = asyncio.create_task(run_pool(config, intervals=ServiceIntervals(
+        blocks=0.5, stats=1.0, status=0.5)))
+    miner = StratumMiner(host="127.0.0.1", port=port, username=f"{address}.rig",
+                         algorithm="scrypt")
+    miner_task: asyncio.Task[None] | None = None
+    try:
+        await until(lambda: (read_json(status_file) or {}).get("stratum", {}).get("open")
+                    is True, "the pool's stratum open", timeout=90)
+        start = node.rpc("getblockcount")
+        miner_task = asyncio.create_task(miner.run())
+        await wait_for_height(net, start + 3)
+        miner.stop()
+        await asyncio.wait_for(miner_task, 60)
+
+        def settled(document: dict[str, Any] | None) -> bool:
+            if document is None or document["totals"] is None:
+                return False
+            counted = document["counters"]
+            blocks = counted["blocks"]
+            return (counted["connections"] == 0
+                    and counted["shares"]["accepted"] == miner.accepted
+                    and blocks["submitted"] == blocks["accepted"] + blocks["refused"]
+                    and document["totals"]["blocks"]["pending"] == blocks["accepted"])
+        try:
+            await until(lambda: settled(read_json(status_file)),
+                        "status.json with every block and share", timeout=60)
+        except AssertionError:
+            last = read_json(status_file) or {}
+            raise AssertionError(f"miner accepted {miner.accepted}; last status: "
+                                 f"{last.get('counters')} {last.get('totals')}") from None
+        # A block found by the last shares may still be on its way to the daemon: the
+        # figures must hold over two more status files (0.5 s apart).
+        document = read_json(status_file)
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, f"the figures did not settle: {document}"
+            await asyncio.sleep(1.2)
+            again = read_json(status_file)
+            if (again is not None and document is not None and settled(again)
+                    and again["counters"]["blocks"] == document["counters"]["blocks"]):
+                break
+            document = again
+        # Every block submitted has its verdict: the chain holds all of the pool's.
+        end = node.rpc("getblockcount")
+        ours = sum(TAG.encode().hex() in block_at(net, h)["tx"][0]["vin"][0]["coinbase"]
+                   for h in range(start + 1, end + 1))
+        assert ours >= 3
+    finally:
+        miner.stop()
+        if miner_task is not None:
+            await asyncio.wait({miner_task}, timeout=30)
+        pool.cancel()
+        _, running = await asyncio.wait({pool}, timeout=60)
+        assert not running, "the pool did not stop"
+    assert document["counters"]["blocks"]["accepted"] == ours
+    assert document["totals"]["blocks"] == {"candidate": 0, "pending": ours,
+                                            "confirmed": 0, "orphaned": 0}
+    assert all(v["batches"] == 0 for v in document["totals"]["payments"].values())
+    # And so in the metrics, through the web's reader.
+    exposition = generate_latest(registry_for(StatusReader(tmp_path))).decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(exposition)
+               for s in family.samples}
+    labels = (("coin", config.coin.name), ("pool", "ltc"))
+    assert samples[("multipool_blocks", (*labels, ("status", "pending")))] == ours
+    assert samples[("multipool_block_verdicts_total", (*labels, ("verdict", "accepted")))] \
+        == ours
+    assert samples[("multipool_shares_total", (*labels, ("reason", ""),
+                                               ("result", "accepted")))] == miner.accepted
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
