@@ -47,10 +47,12 @@ from multipool.chain.wallet import ensure_wallet, kept_address
 from multipool.chain.zmq_notify import HashblockListener
 from multipool.config import CoinConfig, with_pool_address
 from multipool.errors import ConfigError
+from multipool.looplag import LoopLagMonitor
 from multipool.public_status import PublicStatusWriter
 from multipool.stratum.blocks import BlockSubmitterAPI
 from multipool.stratum.hashing import WorkerPool
 from multipool.stratum.jobs import Job, JobManager
+from multipool.stratum.protocol import REASONS
 from multipool.stratum.server import StratumServer
 from multipool.stratum.session import SessionLimits
 from multipool.stratum.sink import MemoryShareSink, ShareSink
@@ -159,6 +161,21 @@ class PoolEngine:
         self.stratum_open = False
         self._opened_before = False
         self._behind_logged: tuple[str, float] | None = None  # (reason, when)
+        # How late the loop that serves the miners runs what is due (looplag.py).
+        self.loop_lag = LoopLagMonitor()
+
+    def counters(self) -> dict[str, Any]:
+        """Shares and blocks since the engine started, connections now and the loop's
+        lateness: the ``counters`` of status.json."""
+        server = self.server
+        blocks = server.blocks
+        return {"shares": {"accepted": server.shares_accepted,
+                           "rejected": {reason: server.shares_rejected[reason]
+                                        for reason in REASONS.values()}},
+                "blocks": {"submitted": blocks.submitted, "accepted": blocks.accepted,
+                           "refused": blocks.refused},
+                "connections": len(server.sessions) + server.handshaking,
+                "loop_lag": self.loop_lag.figures().to_json()}
 
     def _on_job(self, job: Job) -> None:
         self.server.broadcast(job)
@@ -255,6 +272,7 @@ class PoolEngine:
             main.cancel()
 
         self.supervisor.start(on_fatal=stop_engine)
+        self.loop_lag.start()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.jobs.run())
@@ -271,6 +289,7 @@ class PoolEngine:
                 raise
             main.uncancel()  # our own cancel, for the fatal service: not a shutdown
         finally:
+            self.loop_lag.stop()
             await self.supervisor.stop(self.SERVICE_STOP_TIMEOUT)
             self.logger.info("pool engine stopped")
         if self.supervisor.fatal is not None:

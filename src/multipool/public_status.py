@@ -16,6 +16,16 @@ null}}`` for ``shares`` (the share writer), ``blocks`` (the block tracker),
 ``payments``, ``stats`` (the roll-up) and ``status`` (this file). When the database does
 not answer, the file is still written, without the figures that come from it (null),
 so the web shows the pool as up but degraded rather than offline.
+
+``counters`` is what the engine counted since it started (the Prometheus metrics take
+them as counters, which start again from zero when the engine restarts):
+``{"shares": {"accepted": n, "rejected": {"other" | "stale" | "duplicate" |
+"low_difficulty" | "unauthorized" | "not_subscribed": n}}, "blocks": {"submitted",
+"accepted", "refused"}, "connections": n (now), "loop_lag": {"p99_ms", "max_ms",
+"samples", "window_seconds"}}`` (looplag.py: how late the stratum loop ran what was due,
+over the last minute). ``totals`` comes from the database (null when it does not answer):
+``{"blocks": {status: n}, "payments": {state: {"batches": n, "amount": coins as a
+decimal string}}}``.
 """
 
 from __future__ import annotations
@@ -29,9 +39,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from multipool.accounting.schema import CANDIDATE, blocks
+from multipool.accounting.payments import BROADCAST, CONFIRMED, FAILED, INTENT, VOIDING
+from multipool.accounting.schema import CANDIDATE, blocks, payment_batches
 from multipool.accounting.stats import pool_activity
 from multipool.atomicfile import write_atomically
 from multipool.chain.sync import SyncState
@@ -42,6 +53,9 @@ STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
 # The window of hashrate and miners, as on `multipool status`.
 WINDOW_SECONDS = 600.0
+# Shown in ``totals`` even at zero, so a metric exists before its first block or batch.
+BLOCK_STATUSES = (CANDIDATE, "pending", "confirmed", "orphaned")
+BATCH_STATES = (INTENT, BROADCAST, CONFIRMED, VOIDING, FAILED)
 
 
 def _iso(time: datetime | None) -> str | None:
@@ -60,6 +74,8 @@ class EngineView(Protocol):
 
     @property
     def stratum_open(self) -> bool: ...
+
+    def counters(self) -> dict[str, Any]: ...
 
 
 class PublicStatusWriter:
@@ -121,6 +137,8 @@ class PublicStatusWriter:
                        "found_24h": None},
             "payments": {"last_time": None, "last_status": None},
             "services": {name: health.to_json() for name, health in self.services().items()},
+            "counters": engine.counters(),
+            "totals": None,
         }
         return document
 
@@ -134,6 +152,7 @@ class PublicStatusWriter:
                 select(func.count()).select_from(blocks)
                 .where(blocks.c.time >= now - timedelta(days=1),
                        blocks.c.status.not_in(("orphaned", CANDIDATE))))).scalar_one()
+            document["totals"] = await self.totals(connection)
         document["pool"].update(hashrate=activity.hashrate, miners=activity.miners,
                                 workers=activity.workers)
         document["blocks"] = {"last_height": activity.last_block_height,
@@ -142,6 +161,25 @@ class PublicStatusWriter:
                               "found_24h": int(found)}
         document["payments"] = {"last_time": _iso(activity.last_payment_time),
                                 "last_status": activity.last_payment_status}
+
+    async def totals(self, connection: AsyncConnection) -> dict[str, Any]:
+        """Every block row by status, every payment batch by state with the amount it
+        pays (coins, as a decimal string): the ``totals`` of status.json. Two grouped
+        counts, so they cost the same whatever the pool's age."""
+        by_status = (await connection.execute(
+            select(blocks.c.status, func.count()).group_by(blocks.c.status))).all()
+        by_state = (await connection.execute(
+            select(payment_batches.c.status, func.count(),
+                   func.coalesce(func.sum(payment_batches.c.total), 0))
+            .group_by(payment_batches.c.status))).all()
+        decimals = self.config.network.decimals
+        return {"blocks": {**dict.fromkeys(BLOCK_STATUSES, 0),
+                           **{str(status): int(count) for status, count in by_status}},
+                "payments": {**{state: {"batches": 0, "amount": format_coins(0, decimals)}
+                                for state in BATCH_STATES},
+                             **{str(state): {"batches": int(count),
+                                             "amount": format_coins(int(total), decimals)}
+                                for state, count, total in by_state}}}
 
     def write(self, document: dict[str, Any]) -> None:
         """Replace the status file atomically; readable by the directory's group. Not

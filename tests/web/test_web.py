@@ -504,7 +504,7 @@ async def test_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: sign
     process = subprocess.Popen(
         [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
          "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--public-host", "mine.example.net"],
+         "--public-host", "mine.example.net", "--metrics-listen", ""],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

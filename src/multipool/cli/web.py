@@ -16,8 +16,16 @@ from multipool.cli.logs import setup_logging
 from multipool.cli.pool import refuse_root
 from multipool.errors import ConfigError
 from multipool.web.app import create_app
-from multipool.web.server import bind_sockets, check_host, make_server, parse_listen
+from multipool.web.metrics import create_metrics_app
+from multipool.web.server import (
+    bind_sockets,
+    check_host,
+    make_server,
+    parse_listen,
+    serve_all,
+)
 from multipool.web.settings import LOOPBACK_PROXIES, WebSettings
+from multipool.web.status import StatusReader
 
 app = typer.Typer(help="Run the web process: every pool's page and the JSON API.",
                   no_args_is_help=True)
@@ -74,6 +82,9 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
                               key="--routing")
         if settings.metrics_listen:
             parse_listen(settings.metrics_listen, "--metrics-listen")
+            if settings.metrics_listen == listen:
+                raise ConfigError("must differ from --listen: /metrics is never served "
+                                  "where the proxy sends the public", key="--metrics-listen")
         for proxy in settings.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -95,9 +106,22 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
         setup_logging(log_level)
         web_app = create_app(root=root, settings=settings)
         sockets = bind_sockets(host, port)
+        servers = [(make_server(web_app, handle_signals=False,
+                                banner=f" (pools from {root / 'web'}, "
+                                       f"public host {public_host})"), sockets)]
+        if settings.metrics_listen:
+            metrics_host, metrics_port = parse_listen(settings.metrics_listen,
+                                                      "--metrics-listen")
+            try:
+                metrics_sockets = bind_sockets(metrics_host, metrics_port)
+            except OSError:
+                for sock in sockets:
+                    sock.close()
+                raise
+            servers.append((make_server(create_metrics_app(StatusReader(root)),
+                                        handle_signals=False,
+                                        banner=" (Prometheus /metrics)"), metrics_sockets))
     # The one line that says it listens is multipool's own (multipool.web).
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    server = make_server(web_app, banner=f" (pools from {root / 'web'}, "
-                                         f"public host {public_host})")
-    asyncio.run(server.serve(sockets=sockets))
+    asyncio.run(serve_all(servers))
     logger.info("stopped")

@@ -68,6 +68,11 @@ class BlockSubmissions:
         self.tasks: set[asyncio.Task[None]] = set()
         self.candidates = 0
         self.dropped = 0
+        # Handed to the daemon, and its verdicts (submitted - accepted - refused are in
+        # flight).
+        self.submitted = 0
+        self.accepted = 0
+        self.refused = 0
         # Seconds each candidate's durable write held up its submitblock (recent ones).
         self.durable_seconds: deque[float] = deque(maxlen=1000)
 
@@ -137,9 +142,14 @@ class BlockSubmissions:
         stored = time.perf_counter() - started
         self.durable_seconds.append(stored)
         failpoint("block:after_candidate")
+        self.submitted += 1
         result = await self.submitter.submit_block(candidate.block, candidate.hash_hex)
         failpoint("block:after_submit")
         accepted = result is None
+        if accepted:
+            self.accepted += 1
+        else:
+            self.refused += 1
         if accepted:
             self.logger.info("block %d %s accepted by the daemon (stored %.1f ms before "
                              "submission)", template.height, candidate.hash_hex,

@@ -12,6 +12,11 @@ LOW_DIFFICULTY = 23
 UNAUTHORIZED = 24
 NOT_SUBSCRIBED = 25
 
+# Each code as one word, for counters and metrics labels.
+REASONS = {OTHER: "other", JOB_NOT_FOUND: "stale", DUPLICATE: "duplicate",
+           LOW_DIFFICULTY: "low_difficulty", UNAUTHORIZED: "unauthorized",
+           NOT_SUBSCRIBED: "not_subscribed"}
+
 
 class StratumError(Exception):
     """A request refused with a stratum error code; sent back as [code, message, null]."""

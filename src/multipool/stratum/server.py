@@ -21,6 +21,7 @@ import logging
 import os
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,9 @@ class StratumServer:
                                        on_submitted=jobs.new_block_signal,
                                        logger=self.logger.getChild("blocks"))
         self.listening = asyncio.Event()
+        # Share decisions since the start (monotonic: the metrics take them as counters).
+        self.shares_accepted = 0
+        self.shares_rejected: Counter[str] = Counter()  # by protocol.REASONS word
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -334,6 +338,7 @@ class StratumServer:
                          None, now, worker=worker, job=job, share_difficulty=share_difficulty)
             return
         session.reply(msg_id, True)
+        self.shares_accepted += 1
         self.guard.share(session.ip, True)
         self.sink.record_share(ShareRecord(
             time=time.time(), address=worker.address, worker=worker.worker, ip=session.ip,
@@ -347,6 +352,7 @@ class StratumServer:
                 params: list[Any] | None, now: float, *, worker: Worker | None = None,
                 job: Job | None = None, share_difficulty: float = 0.0) -> None:
         session.send_error(msg_id, error)
+        self.shares_rejected[p.REASONS.get(error.code, "other")] += 1
         session.share_result(False, now)
         if worker is None and params and isinstance(params[0], str):
             worker = session.workers.get(params[0])

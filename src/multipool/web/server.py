@@ -9,7 +9,7 @@ import logging
 import re
 import signal
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -123,6 +123,40 @@ class WebServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:
             logger.info("listening on %s%s", describe(sockets or []), self.banner)
+
+
+async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) -> None:
+    """Run several servers (the pages, the metrics) on this loop until a stop signal
+    stops them all; if one of them stops by itself, the others are stopped too. The
+    servers are made with ``handle_signals=False``: the signals are handled here once,
+    for all of them (a second Ctrl-C forces them down, as in uvicorn)."""
+    loop = asyncio.get_running_loop()
+
+    stopping = False
+
+    def stop(sig: int = signal.SIGTERM) -> None:
+        nonlocal stopping
+        force, stopping = stopping and sig == signal.SIGINT, True
+        for server, _ in servers:
+            if force:
+                server.force_exit = True
+            else:
+                server.should_exit = True
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        tasks = [asyncio.create_task(server.serve(sockets=sockets))
+                 for server, sockets in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()
+        # Every server has stopped before an error of one of them is raised.
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def make_server(app: ASGIApp, *, handle_signals: bool = True, banner: str = "") -> WebServer:

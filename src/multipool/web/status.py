@@ -86,6 +86,39 @@ class ServiceHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineCounters:
+    """What the engine counted since it started (``counters`` of status.json)."""
+
+    shares_accepted: int | None = None
+    # (reason, count), as the engine names the reasons (stale, duplicate, ...).
+    shares_rejected: tuple[tuple[str, int], ...] = ()
+    blocks_submitted: int | None = None
+    blocks_accepted: int | None = None
+    blocks_refused: int | None = None
+    connections: int | None = None
+    loop_lag_p99_ms: float | None = None
+    loop_lag_max_ms: float | None = None
+    loop_lag_window: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentTotal:
+    """The payment batches in one state and what they pay, in coins."""
+
+    state: str
+    batches: int
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTotals:
+    """Every block by status and payment batch by state (``totals`` of status.json)."""
+
+    blocks: tuple[tuple[str, int], ...] = ()
+    payments: tuple[PaymentTotal, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PoolStatus:
     """One status.json, validated. Every fact but ``updated`` may be unknown (None)."""
 
@@ -115,6 +148,9 @@ class PoolStatus:
     last_payment_status: str | None = None
     # None: the engine reports no services (an older engine).
     services: tuple[ServiceHealth, ...] | None = None
+    # None: an older engine, or (totals) the database did not answer.
+    counters: EngineCounters | None = None
+    totals: PoolTotals | None = None
 
     @property
     def degraded(self) -> tuple[ServiceHealth, ...]:
@@ -263,7 +299,65 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
         found_24h=blocks.integer("found_24h"),
         last_payment_time=payments.time("last_time"),
         last_payment_status=payments.text("last_status"),
+        counters=_parse_counters(document.get("counters")),
+        totals=_parse_totals(document.get("totals")),
     )
+
+
+def _names(raw: object, where: str) -> list[tuple[str, object]]:
+    """An object keyed by lowercase names (reasons, statuses), as sorted pairs."""
+    if not isinstance(raw, dict) or len(raw) > MAX_SERVICES:
+        raise StatusError(f"{where}: must be an object of at most {MAX_SERVICES} names")
+    for name in raw:
+        if not SERVICE_RE.fullmatch(name):
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            raise StatusError(f"{where}: {shown!r} is not a name")
+    return sorted(raw.items())
+
+
+def _parse_counters(raw: object) -> EngineCounters | None:
+    """``counters``: shares by result and reason, blocks submitted, connections, loop
+    lag; None when absent (an older engine)."""
+    if raw is None:
+        return None
+    top = _Object(raw, "counters.")
+    shares, blocks, lag = top.obj("shares"), top.obj("blocks"), top.obj("loop_lag")
+    rejected = []
+    raw_rejected = shares.data.get("rejected")
+    if raw_rejected is not None:
+        counts = _Object(raw_rejected, "counters.shares.rejected.")
+        for reason, _ in _names(raw_rejected, "counters.shares.rejected"):
+            rejected.append((reason, counts.integer(reason) or 0))
+    return EngineCounters(
+        shares_accepted=shares.integer("accepted"), shares_rejected=tuple(rejected),
+        blocks_submitted=blocks.integer("submitted"),
+        blocks_accepted=blocks.integer("accepted"), blocks_refused=blocks.integer("refused"),
+        connections=top.integer("connections"),
+        loop_lag_p99_ms=lag.number("p99_ms"), loop_lag_max_ms=lag.number("max_ms"),
+        loop_lag_window=lag.number("window_seconds"))
+
+
+def _parse_totals(raw: object) -> PoolTotals | None:
+    """``totals``: blocks by status, payment batches by state with their amount; None
+    when absent (an older engine, or the database did not answer)."""
+    if raw is None:
+        return None
+    top = _Object(raw, "totals.")
+    found = []
+    raw_blocks = top.data.get("blocks")
+    if raw_blocks is not None:
+        counts = _Object(raw_blocks, "totals.blocks.")
+        for status, _ in _names(raw_blocks, "totals.blocks"):
+            found.append((status, counts.integer(status) or 0))
+    paid = []
+    raw_payments = top.data.get("payments")
+    if raw_payments is not None:
+        for state, item in _names(raw_payments, "totals.payments"):
+            entry = _Object(item, f"totals.payments.{state}.")
+            amount = entry.decimal("amount")
+            paid.append(PaymentTotal(state, entry.integer("batches") or 0,
+                                     Decimal(0) if amount is None else amount))
+    return PoolTotals(blocks=tuple(found), payments=tuple(paid))
 
 
 def _parse_services(raw: object) -> tuple[ServiceHealth, ...] | None:
