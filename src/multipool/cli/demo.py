@@ -47,6 +47,7 @@ from multipool.web.display import plural
 
 PREFIXES = ("ltca", "ltcb")
 WEB_PORT = 8080
+METRICS_PORT = 9108
 # How long the pools get to open their stratum ports (daemons start, sync, first job).
 OPEN_TIMEOUT = 120.0
 
@@ -71,10 +72,11 @@ def set_up(layout: Layout) -> list[CoinConfig]:
     for change in plan:
         change.apply()
     console.print(f"init {layout.root}: {len(plan)} change(s)")
-    if not port_free(WEB_PORT):  # the web page on another port, as an operator would set
-        text = layout.config_file.read_text()
-        layout.config_file.write_text(text.replace(f"127.0.0.1:{WEB_PORT}",
-                                                   f"127.0.0.1:{free_port()}"))
+    for port in (WEB_PORT, METRICS_PORT):
+        if not port_free(port):  # the web on other ports, as an operator would set
+            text = layout.config_file.read_text()
+            layout.config_file.write_text(text.replace(f"127.0.0.1:{port}",
+                                                       f"127.0.0.1:{free_port()}"))
     definition = load_definition("litecoin")
     for prefix in PREFIXES:
         request = CoinRequest(definition=definition, prefix=prefix, network="regtest",

@@ -37,6 +37,7 @@ def server_config_text(root: Path, mode: str, public_host: str = "localhost") ->
         'listen = "127.0.0.1:8080"\n'
         'routing = "path"             # path | subdomain\n'
         'server = "nginx"             # nginx | apache: the site `init` writes\n'
+        'metrics_listen = "127.0.0.1:9108"  # Prometheus /metrics, never proxied; "" for none\n'
     )
 
 
