@@ -292,7 +292,9 @@ class PoolReader:
 
     async def miners(self, page: int = 1, per_page: int = 20, *,
                      window: int = 3600) -> Paged[MinerRow]:
-        """Miners with shares in the window, highest hashrate first (page 1 = top)."""
+        """Miners with shares in the window, highest hashrate first (page 1 = top).
+        ValueError for a window that is not whole minutes up to MAX_HOURS hours (the
+        caller offers WINDOWS)."""
         page, per_page = _clamp(page, per_page)
         if window <= 0 or window % 60 or window > MAX_HOURS * 3600:
             raise ValueError(f"a window is whole minutes up to {MAX_HOURS} hours, "
