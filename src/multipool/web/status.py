@@ -85,6 +85,23 @@ class ServiceHealth:
         return self.state == "degraded"
 
 
+DATABASE_BACKENDS = ("sqlite", "postgresql", "mysql")
+# A path or host name: longer than any the engine would publish is not one.
+MAX_LOCATION = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseLocation:
+    """Where a pool's database is, as its engine publishes it: the SQLite file (``path``,
+    absolute), or the server's ``host``, ``port`` and database ``name``."""
+
+    backend: str  # one of DATABASE_BACKENDS
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+    name: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class EngineCounters:
     """What the engine counted since it started (``counters`` of status.json)."""
@@ -151,6 +168,10 @@ class PoolStatus:
     # None: an older engine, or (totals) the database did not answer.
     counters: EngineCounters | None = None
     totals: PoolTotals | None = None
+    # Confirmations a block needs to be confirmed; None from an older engine.
+    maturity: int | None = None
+    # None: an older engine, which does not say where its database is.
+    database: DatabaseLocation | None = None
 
     @property
     def degraded(self) -> tuple[ServiceHealth, ...]:
@@ -283,6 +304,8 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
     blocks, payments = top.obj("blocks"), top.obj("payments")
     return PoolStatus(
         services=_parse_services(document.get("services")),
+        maturity=coin.integer("maturity", maximum=1_000_000),
+        database=_parse_database(document.get("database")),
         updated=updated,
         name=coin.text("name"), symbol=coin.text("symbol"),
         algorithm=coin.text("algorithm"), network=coin.text("network"),
@@ -358,6 +381,35 @@ def _parse_totals(raw: object) -> PoolTotals | None:
             paid.append(PaymentTotal(state, entry.integer("batches") or 0,
                                      Decimal(0) if amount is None else amount))
     return PoolTotals(blocks=tuple(found), payments=tuple(paid))
+
+
+def _parse_database(raw: object) -> DatabaseLocation | None:
+    """``database``: {"backend": "sqlite", "path": ABS} or {"backend": "postgresql" |
+    "mysql", "host": str, "port": int | null, "name": str}; None when absent."""
+    if raw is None:
+        return None
+    entry = _Object(raw, "database.")
+    backend = entry.data.get("backend")
+    if backend not in DATABASE_BACKENDS:
+        raise entry._error("backend", " or ".join(repr(b) for b in DATABASE_BACKENDS),
+                           backend)
+
+    def location(key: str) -> str:
+        value = entry.data.get(key)
+        if not (isinstance(value, str) and 0 < len(value) <= MAX_LOCATION
+                and "\0" not in value):
+            raise entry._error(key, f"a non-empty string of at most {MAX_LOCATION} "
+                               "characters", value)
+        return value
+
+    if backend == "sqlite":
+        path = location("path")
+        if not path.startswith("/"):
+            raise entry._error("path", "an absolute path", path)
+        return DatabaseLocation(backend, path=path)
+    return DatabaseLocation(backend, host=location("host"),
+                            port=entry.integer("port", minimum=1, maximum=65535),
+                            name=location("name"))
 
 
 def _parse_services(raw: object) -> tuple[ServiceHealth, ...] | None:
