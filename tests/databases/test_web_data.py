@@ -467,6 +467,9 @@ def test_the_engine_publishes_where_its_database_is_and_no_credential(
         sync_state = None
         stratum_open = False
 
+        def counters(self) -> dict[str, object]:
+            return {}
+
     writer = PublicStatusWriter(config=config, database=None,  # type: ignore[arg-type]
                                 engine=View(), directory=tmp_path, services=dict)
     document = writer.document(datetime.now(UTC))
