@@ -128,7 +128,7 @@ def create_app(*, root: Path, settings: WebSettings,
         Mount("/static", _StaticFiles(directory=STATIC), name="static"),
         Route("/{prefix}/", pages.pool, name="pool"),
         Route("/{prefix}/miners/", pages.search, name="search"),
-        Route("/{prefix}/miners/{address}", pages.miner, name="miner"),
+        Route("/{prefix}/miners/{address:path}", pages.miner, name="miner"),
     ]
     middleware = [
         Middleware(SubdomainRouting, public_host=settings.public_host)

@@ -26,16 +26,16 @@ X_LABEL_HOURS = ((6 * 3600, 1), (26 * 3600, 6))
 
 
 def nice_ceiling(value: float) -> float:
-    """Given a positive number, return the smallest of 1, 2, 2.5, 5 times a power of ten
-    that is at least the number: the top of a readable axis.
+    """Given a positive number, return the smallest of 1, 2, 4, 6, 8 times a power of ten
+    that is at least the number: the top of an axis whose quarters read well.
 
     >>> nice_ceiling(7.3), nice_ceiling(12), nice_ceiling(0.03), nice_ceiling(2.5)
-    (10.0, 20.0, 0.05, 2.5)
+    (8.0, 20.0, 0.04, 4.0)
     """
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 4, 6, 8, 10):
         if value <= step * power * (1 + 1e-9):
             return float(step * power)
     raise AssertionError("unreachable")
