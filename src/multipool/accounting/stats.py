@@ -1,9 +1,10 @@
 """Share statistics: shares rolled up per minute, and the figures the web pages show.
 
 :class:`StatsRoller` adds new shares, in id order, to ``stats_minute`` (per minute,
-address and worker: accepted count, accepted difficulty, rejected count) and to
-``stats_rejects`` (per minute and stratum reject code). Each chunk of shares is read,
-added and recorded as rolled (settings row ``stats_last_share_id``) in one transaction,
+address and worker: accepted count, accepted difficulty, rejected count), to
+``stats_pool_minute`` (the same summed over the pool) and to ``stats_rejects`` (per
+minute and stratum reject code). Each chunk of shares is read, added and recorded as
+rolled (settings row ``stats_last_share_id``) in one transaction,
 so a crash neither counts a share twice nor skips one. This relies on share ids becoming
 visible in id order, which the coin's single share writer guarantees (writer.py).
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, false, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.schema import (
@@ -38,11 +39,19 @@ from multipool.accounting.schema import (
     settings,
     shares,
     stats_minute,
+    stats_pool_minute,
     stats_rejects,
 )
 from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
 from multipool.errors import PoolError
-from multipool.stratum.protocol import OTHER
+from multipool.stratum.protocol import (
+    DUPLICATE,
+    JOB_NOT_FOUND,
+    LOW_DIFFICULTY,
+    NOT_SUBSCRIBED,
+    OTHER,
+    UNAUTHORIZED,
+)
 
 # The settings row holding the id of the last share rolled up.
 PROGRESS = "stats_last_share_id"
@@ -129,6 +138,14 @@ _ADD_MINUTE = (
             + bindparam("d_difficulty"),
             rejected=stats_minute.c.rejected + bindparam("d_rejected")))
 
+_ADD_POOL_MINUTE = (
+    update(stats_pool_minute)
+    .where(stats_pool_minute.c.minute == bindparam("k_minute"))
+    .values(accepted=stats_pool_minute.c.accepted + bindparam("d_accepted"),
+            accepted_difficulty=stats_pool_minute.c.accepted_difficulty
+            + bindparam("d_difficulty"),
+            rejected=stats_pool_minute.c.rejected + bindparam("d_rejected")))
+
 _ADD_REJECTS = (
     update(stats_rejects)
     .where(stats_rejects.c.minute == bindparam("k_minute"),
@@ -183,6 +200,31 @@ async def _add_minutes(connection: AsyncConnection,
         await connection.execute(_ADD_MINUTE, updates)
     if inserts:
         await connection.execute(insert(stats_minute), inserts)
+
+
+async def _add_pool_minutes(connection: AsyncConnection,
+                            tallies: dict[tuple[datetime, str, str], _Tally]) -> None:
+    """Add the tallies, summed per minute, to stats_pool_minute."""
+    pool: dict[datetime, _Tally] = {}
+    for (minute, _, _), tally in tallies.items():
+        total = pool.setdefault(minute, _Tally("", ""))
+        total.accepted += tally.accepted
+        total.difficulty += tally.difficulty
+        total.rejected += tally.rejected
+    if not pool:
+        return
+    stored = {as_utc(minute) for minute in (await connection.execute(
+        select(stats_pool_minute.c.minute)
+        .where(stats_pool_minute.c.minute >= min(pool),
+               stats_pool_minute.c.minute <= max(pool)))).scalars()}
+    updates = [{"k_minute": minute, "d_accepted": t.accepted, "d_difficulty": t.difficulty,
+                "d_rejected": t.rejected} for minute, t in pool.items() if minute in stored]
+    inserts = [{"minute": minute, "accepted": t.accepted, "accepted_difficulty": t.difficulty,
+                "rejected": t.rejected} for minute, t in pool.items() if minute not in stored]
+    if updates:
+        await connection.execute(_ADD_POOL_MINUTE, updates)
+    if inserts:
+        await connection.execute(insert(stats_pool_minute), inserts)
 
 
 async def _add_rejects(connection: AsyncConnection,
@@ -255,6 +297,7 @@ class StatsRoller:
             # rolled these shares since they were read.
             await _set_progress(connection, last, rows[-1].id)
             await _add_minutes(connection, tallies)
+            await _add_pool_minutes(connection, tallies)
             await _add_rejects(connection, rejects)
         return len(rows)
 
@@ -263,7 +306,7 @@ async def prune_stats(engine: AsyncEngine, older_than: datetime) -> int:
     """Delete the statistics of minutes before ``older_than``; return the rows deleted."""
     async with engine.begin() as connection:
         deleted = 0
-        for table in (stats_minute, stats_rejects):
+        for table in (stats_minute, stats_pool_minute, stats_rejects):
             result = await connection.execute(delete(table).where(table.c.minute < older_than))
             deleted += result.rowcount
     return deleted
@@ -338,11 +381,15 @@ async def hashrate_history(source: Source, *, algorithm: str, since: datetime,
     end = minute_of(now or datetime.now(UTC))
     count = max(0, math.ceil((end - minute_of(since)).total_seconds() / bucket_seconds))
     start = end - timedelta(seconds=count * bucket_seconds)
-    query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
-             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
-             .group_by(stats_minute.c.minute))
-    if address is not None:
-        query = query.where(stats_minute.c.address == address)
+    if address is None:  # the pool's own per-minute sums: one row a minute
+        query = (select(stats_pool_minute.c.minute, stats_pool_minute.c.accepted_difficulty)
+                 .where(stats_pool_minute.c.minute >= start,
+                        stats_pool_minute.c.minute < end))
+    else:
+        query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
+                 .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
+                        stats_minute.c.minute < end)
+                 .group_by(stats_minute.c.minute))
     async with _connection(source) as connection:
         rows = (await connection.execute(query)).all()
     totals = [0.0] * count
@@ -481,3 +528,236 @@ async def pool_activity(source: Source, *, algorithm: str, window_seconds: float
         last_block_status=None if block is None else block.status,
         last_payment_time=None if payment is None else payment.created,
         last_payment_status=None if payment is None else payment.status)
+
+
+# -- figures of the web pages ---------------------------------------------------------------
+
+# Stratum reject codes (stratum/protocol.py) as the pages name them.
+REJECT_REASONS = {
+    OTHER: "other",
+    JOB_NOT_FOUND: "stale",
+    DUPLICATE: "duplicate",
+    LOW_DIFFICULTY: "low difficulty",
+    UNAUTHORIZED: "unauthorized",
+    NOT_SUBSCRIBED: "not subscribed",
+}
+
+
+def reject_reason(code: int | None) -> str:
+    """Given a share's reject code, return the reason in words.
+
+    >>> reject_reason(21), reject_reason(None), reject_reason(99)
+    ('stale', 'other', 'code 99')
+    """
+    if code is None:
+        return REJECT_REASONS[OTHER]
+    return REJECT_REASONS.get(code, f"code {code}")
+
+
+def _by_reason(rows: Any) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for code, count in rows:
+        found[reject_reason(code)] += int(count)
+    return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """Accepted difficulty per window (whole minutes ending where the current minute
+    starts), and the accepted and rejected shares of the longest one."""
+
+    difficulty: dict[int, float]  # window seconds -> sum of accepted difficulty
+    accepted: int
+    rejected: int
+
+
+async def window_totals(source: Source, windows: tuple[int, ...], *,
+                        now: datetime | None = None,
+                        address: str | None = None) -> WindowTotals:
+    """Given windows of whole minutes, return the pool's (or one miner's) accepted
+    difficulty over each, read in one pass over the longest."""
+    bounds = {window: _window(window, now) for window in windows}
+    start, end = min(bounds.values())
+    # The pool's from its own per-minute sums: a day is 1,440 rows, not every miner's.
+    table = stats_pool_minute if address is None else stats_minute
+    columns = [func.coalesce(func.sum(case((table.c.minute >= bounds[w][0],
+                                            table.c.accepted_difficulty),
+                                           else_=0.0)), 0.0) for w in windows]
+    query = (select(*columns, func.coalesce(func.sum(table.c.accepted), 0),
+                    func.coalesce(func.sum(table.c.rejected), 0))
+             .where(table.c.minute >= start, table.c.minute < end))
+    if address is not None:
+        query = query.where(stats_minute.c.address == address)
+    async with _connection(source) as connection:
+        row = (await connection.execute(query)).one()
+    return WindowTotals({w: float(row[i]) for i, w in enumerate(windows)},
+                        int(row[-2]), int(row[-1]))
+
+
+async def pool_rejects(source: Source, window_seconds: int, *,
+                       now: datetime | None = None) -> dict[str, int]:
+    """The pool's rejected shares by reason over a window of whole minutes."""
+    start, end = _window(window_seconds, now)
+    async with _connection(source) as connection:
+        rows = (await connection.execute(
+            select(stats_rejects.c.reject_code, func.sum(stats_rejects.c.count))
+            .where(stats_rejects.c.minute >= start, stats_rejects.c.minute < end)
+            .group_by(stats_rejects.c.reject_code))).all()
+    return _by_reason(rows)
+
+
+async def miner_rejects(source: Source, address: str, since: datetime,
+                        now: datetime | None = None) -> dict[str, int]:
+    """One miner's rejected shares by reason from ``since`` to ``now``, exact, from the
+    shares table (its index on address and time)."""
+    async with _connection(source) as connection:
+        rows = (await connection.execute(
+            select(shares.c.reject_code, func.count())
+            .where(shares.c.address == address, shares.c.time >= since,
+                   shares.c.time <= (now or datetime.now(UTC)),
+                   shares.c.accepted == false())
+            .group_by(shares.c.reject_code))).all()
+    return _by_reason(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerTotals:
+    """One miner over a window."""
+
+    address: str
+    difficulty: float  # accepted difficulty
+    workers: int
+    accepted: int
+    rejected: int
+
+
+async def miner_ranking(source: Source, window_seconds: int, *, limit: int, offset: int,
+                        now: datetime | None = None) -> tuple[list[MinerTotals], int]:
+    """Given a window of whole minutes, return one page of the miners that sent shares
+    in it, most accepted difficulty first (ties by address), and how many there are."""
+    start, end = _window(window_seconds, now)
+    in_window = (stats_minute.c.minute >= start, stats_minute.c.minute < end)
+    difficulty = func.sum(stats_minute.c.accepted_difficulty)
+    query = (select(stats_minute.c.address, difficulty,
+                    func.count(stats_minute.c.worker.distinct()),
+                    func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+             .where(*in_window).group_by(stats_minute.c.address)
+             .order_by(difficulty.desc(), stats_minute.c.address)
+             .limit(limit).offset(offset))
+    async with _connection(source) as connection:
+        rows = (await connection.execute(query)).all()
+        total = (await connection.execute(
+            select(func.count(stats_minute.c.address.distinct())).where(*in_window)
+        )).scalar_one()
+    return ([MinerTotals(address, float(d), int(w), int(a), int(r))
+             for address, d, w, a, r in rows], int(total))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """One worker of a miner: accepted difficulty over the recent window, shares over
+    the long one, and its newest share."""
+
+    worker: str
+    recent_difficulty: float
+    accepted: int
+    rejected: int
+    last_share: datetime | None
+
+
+async def worker_totals(source: Source, address: str, *, recent_seconds: int,
+                        window_seconds: int,
+                        now: datetime | None = None) -> list[WorkerTotals]:
+    """Given a miner's address, return its workers that sent a share in the long window
+    (whole minutes; the newest share exact from the shares table, up to ``now``), with
+    their accepted difficulty over the recent window, sorted by name."""
+    start, end = _window(window_seconds, now)
+    recent_start, _ = _window(recent_seconds, now)
+    async with _connection(source) as connection:
+        fold = _fold(connection)
+        rolled = (await connection.execute(
+            select(stats_minute.c.worker,
+                   func.sum(case((stats_minute.c.minute >= recent_start,
+                                  stats_minute.c.accepted_difficulty), else_=0.0)),
+                   func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+            .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
+                   stats_minute.c.minute < end)
+            .group_by(stats_minute.c.worker))).all()
+        latest = (await connection.execute(
+            select(shares.c.worker, func.max(shares.c.time))
+            .where(shares.c.address == address, shares.c.time >= start,
+                   shares.c.time <= (now or datetime.now(UTC)))
+            .group_by(shares.c.worker))).all()
+    last_share = {fold(worker): as_utc(time) for worker, time in latest}
+    found = {fold(worker): WorkerTotals(worker, float(d or 0.0), int(a), int(r),
+                                        last_share.get(fold(worker)))
+             for worker, d, a, r in rolled}
+    for worker, time in latest:
+        if fold(worker) not in found:
+            found[fold(worker)] = WorkerTotals(worker, 0.0, 0, 0, as_utc(time))
+    return sorted(found.values(), key=lambda totals: totals.worker)
+
+
+def network_difficulty_in_shares(network_difficulty: float, algorithm: str) -> float:
+    """The daemon's network difficulty (sha256d difficulty-1 units) in the algorithm's
+    share units: the accepted difficulty a block takes on average (x 65536 for scrypt)."""
+    return network_difficulty * ALGORITHMS[algorithm].diff1_target / SHA256D_DIFF1_TARGET
+
+
+@dataclass(slots=True)
+class RoundTally:
+    """The current round's accepted difficulty per address, kept up to date by adding
+    only the shares written since the last look (:func:`update_round`).
+
+    The round starts after the newest block's last share (as :func:`round_effort`);
+    ``seen`` is the highest share id added. A new block starts a new tally."""
+
+    block_id: int | None = None
+    after: int = 0
+    seen: int = 0
+    network_difficulty: float | None = None
+    by_address: dict[str, float] | None = None
+    # MariaDB compares addresses ignoring case (see _fold): keys are then lowercase.
+    casefold: bool = False
+
+    @property
+    def total(self) -> float:
+        return sum((self.by_address or {}).values())
+
+    def of(self, address: str) -> float:
+        """The accepted difficulty of one address in the round."""
+        return (self.by_address or {}).get(address.lower() if self.casefold else address,
+                                           0.0)
+
+
+async def update_round(source: Source, tally: RoundTally) -> RoundTally:
+    """Given the tally of an earlier look (or a new one), return it brought up to date:
+    the same tally plus the shares written since, or a fresh one when a block was found
+    meanwhile. Relies on share ids becoming visible in id order (writer.py), as the
+    roll-up does."""
+    async with _connection(source) as connection:
+        fold = _fold(connection)
+        newest = (await connection.execute(
+            select(blocks.c.id, blocks.c.last_share_id, blocks.c.network_difficulty)
+            .where(blocks.c.status != CANDIDATE)
+            .order_by(blocks.c.id.desc()).limit(1))).first()
+        block_id = None if newest is None else newest.id
+        if tally.by_address is None or tally.block_id != block_id:
+            after = 0 if newest is None else newest.last_share_id or 0
+            tally = RoundTally(block_id=block_id, after=after, seen=after,
+                               network_difficulty=None if newest is None
+                               else float(newest.network_difficulty),
+                               by_address={}, casefold=fold is str.lower)
+        top = (await connection.execute(select(func.max(shares.c.id)))).scalar()
+        assert tally.by_address is not None
+        if top is not None and top > tally.seen:
+            rows = (await connection.execute(
+                select(shares.c.address, func.sum(shares.c.difficulty))
+                .where(shares.c.id > tally.seen, shares.c.id <= top,
+                       shares.c.accepted == true())
+                .group_by(shares.c.address))).all()
+            for address, difficulty in rows:
+                key = fold(address)
+                tally.by_address[key] = tally.by_address.get(key, 0.0) + float(difficulty)
+            tally.seen = top
+    return tally
