@@ -234,7 +234,7 @@ class Api:
         views = await self.site.views()
         items = []
         for view in views:
-            pool = Pool(view, await self.site.readers.get(view.prefix))
+            pool = Pool(view, await self.site.reader(view))
             items.append(await self._pool_json(pool, links))
         return json_response({"pools": items})
 

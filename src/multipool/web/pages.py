@@ -38,7 +38,7 @@ from multipool.web.display import (
 from multipool.web.links import Links
 from multipool.web.params import BadInput, address
 from multipool.web.site import STATS_ERRORS, Site
-from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, stratum_url
+from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, PoolView, stratum_url
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -130,14 +130,14 @@ class Pages:
 
     async def index(self, request: Request) -> Response:
         views = await self.site.views()
-        figures = await asyncio.gather(*(self._figures(v.prefix) for v in views))
+        figures = await asyncio.gather(*(self._figures(v) for v in views))
         return self.render(request, "index.html", pools=list(zip(views, figures, strict=True)),
                            stale_after=int(STALE_AFTER),
                            hashrate_window=window_text(HASHRATE_WINDOW),
                            api_url=links_api(self.links(request)))
 
-    async def _figures(self, prefix: str) -> PoolFigures | None:
-        reader = await self.site.readers.get(prefix)
+    async def _figures(self, view: PoolView) -> PoolFigures | None:
+        reader = await self.site.reader(view)
         if reader is None:
             return None
         try:

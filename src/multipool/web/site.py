@@ -90,7 +90,14 @@ class Site:
             raise UnknownPool(f"no pool {prefix!r} on this server")
         return view
 
+    async def reader(self, view: PoolView) -> PoolReader | None:
+        """The pool's database reader; None without a valid status (it says where the
+        database is), or when the database cannot be opened."""
+        if view.status is None:
+            return None
+        return await self.readers.get(view.prefix)
+
     async def pool(self, prefix: str) -> Pool:
         """One pool and its reader; UnknownPool when there is no such pool."""
         view = await self.view(prefix)
-        return Pool(view, await self.readers.get(prefix))
+        return Pool(view, await self.reader(view))
