@@ -5,13 +5,18 @@ checked in test_web_database.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from multipool.devnet import free_port
+from multipool.web.app import create_app
 from multipool.web.pages import PAGE_HEADERS
+from multipool.web.server import bind_sockets, make_server
+from multipool.web.settings import WebSettings
 from tests.web.fakes import ALICE, BOB, CAROL, EVIL_WORKER, FakeReader, FakeReaders, sample_reader
 from tests.web.serving import Serve, get
 from tests.web.test_web import assert_valid_html, iso, status_doc, write_status
@@ -313,3 +318,21 @@ async def test_stale_status_and_database_figures(tmp_path: Path, serve_app: Serv
     html = (await get(url + "/ltc/")).text
     assert "offline <small>(last update 15 min ago)</small>" in html
     assert 'id="blocks"' in html  # the history is still there
+
+
+async def test_stopping_the_server_closes_the_readers(tmp_path: Path):
+    """The app's lifespan closes every pool's database reader when uvicorn stops."""
+    two_pools(tmp_path)
+    readers = FakeReaders({"ltc": sample_reader()})
+    server = make_server(create_app(root=tmp_path, settings=WebSettings(), readers=readers),
+                         handle_signals=False)
+    port = free_port()
+    task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
+    while not server.started:
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    assert (await get(f"http://127.0.0.1:{port}/ltc/")).status == 200
+    assert not readers.closed
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+    assert readers.closed
