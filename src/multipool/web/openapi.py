@@ -113,6 +113,9 @@ SCHEMAS: dict[str, Schema] = {
                     "10 min), with the figures of its database in stats (null when the "
                     "database cannot be read)"),
     "PoolList": _obj({"pools": _list(_ref("Pool"))}),
+    "StatusList": {"type": "array", "items": {"type": "object"},
+                   "description": "every pool as its status file says: the Pool schema "
+                                  "without stats and page"},
     "PoolDetail": _ref("Pool"),
     "Series": _obj({"bucket_seconds": COUNT, "hours": COUNT,
                     "points": _list(_obj({"time": TIME, "hashrate": HASHRATE}))}),
@@ -239,6 +242,29 @@ def _operation(route: ApiRoute) -> Schema:
             **errors}}}
 
 
+def _plain_paths() -> dict[str, Any]:
+    """The endpoints outside /api/v1: the first API, the health check, this document."""
+    status_example = [{k: v for k, v in _POOL.items() if k not in ("stats", "page")}]
+    return {
+        "/api/pools": {"get": {
+            "operationId": "status_list",
+            "summary": "Every pool as its status file says (the first API, kept as it was)",
+            "parameters": [],
+            "responses": {"200": {"description": "the pools, sorted by prefix", "content": {
+                "application/json": {"schema": _ref("StatusList"),
+                                     "example": status_example}}}}}},
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "The process answers", "parameters": [],
+            "responses": {"200": {"description": "ok", "content": {
+                "text/plain": {"schema": {"type": "string", "enum": ["ok"]},
+                               "example": "ok"}}}}}},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "parameters": [],
+            "responses": {"200": {"description": "the OpenAPI 3.1 document", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}},
+    }
+
+
 def document(server_url: str = "/") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API.
 
@@ -254,6 +280,6 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                 f"?per_page= (at most {MAX_PER_PAGE}). Rate limited per "
                                 "client address (429 with Retry-After)."},
         "servers": [{"url": server_url}],
-        "paths": {route.path: _operation(route) for route in ROUTES},
+        "paths": {**{route.path: _operation(route) for route in ROUTES}, **_plain_paths()},
         "components": {"schemas": SCHEMAS},
     }
