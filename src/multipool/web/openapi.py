@@ -228,10 +228,14 @@ def _parameters(route: ApiRoute) -> list[Schema]:
 
 
 def _operation(route: ApiRoute) -> Schema:
+    applies = {"400": route.paged or bool(route.query) or "{address}" in route.path,
+               "404": "{prefix}" in route.path,
+               "429": True,
+               # The pool and the list of pools answer with stats null instead.
+               "503": route.name not in ("pools", "pool")}
     errors = {code: {"description": text,
                      "content": {"application/json": {"schema": _ref("Error")}}}
-              for code, text in _ERRORS.items()
-              if code != "404" or "{prefix}" in route.path}
+              for code, text in _ERRORS.items() if applies[code]}
     return {"get": {
         "operationId": route.name, "summary": route.summary,
         "parameters": _parameters(route),
