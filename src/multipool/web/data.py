@@ -558,8 +558,11 @@ class PoolReaders:
                 await connection.execute(select(func.count()).select_from(blocks))
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            self._fail(prefix, f"cannot read its database ({_where(location)}): "
-                               f"{_reason(exc)}")
+            reason = _reason(exc)
+            if location.backend == "sqlite" and not Path(f"{location.path}-shm").exists():
+                # Read-only, a WAL database needs the -shm file its writer creates.
+                reason = "its engine has not opened it (no -shm file yet)"
+            self._fail(prefix, f"cannot read its database ({_where(location)}): {reason}")
             return None
         if self._failed.pop(prefix, None) is not None:
             self.logger.info("pool %s: its database is readable again (%s)", prefix,
