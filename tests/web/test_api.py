@@ -303,3 +303,26 @@ async def test_openapi_json_and_docs_page(api: str):
                       DOC)
     assert '<h3 id="schema-Miner">Miner</h3>' in page.text
     assert "cdn" not in page.text.lower() and "swagger" not in page.text.lower()
+
+
+NASTY = ["'", "' OR '1'='1", "1; DROP TABLE shares; --", "<script>alert(1)</script>",
+         "%00", "../../etc/passwd", "${jndi:ldap://x}", "{{7*7}}", "9" * 400, "-0", "1e309",
+         "NaN", "%F0%9F%92%A9", "%C0%AE%C0%AE", "a%0d%0aSet-Cookie:%20x=1"]
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+async def test_injection_in_every_parameter_is_a_clean_4xx(api: str, nasty: str):
+    """Each value in each path part and each query parameter of every /api/v1 route:
+    a JSON answer, never a 500, never the value echoed unescaped into a header."""
+    for route in ROUTES:
+        templates = [route.path.replace("{prefix}", nasty).replace("{address}", ALICE),
+                     route.path.replace("{prefix}", "ltc").replace("{address}", nasty)]
+        query = "&".join(f"{name}={nasty}" for name in ("page", "per_page", "window"))
+        for path in {*templates, route.path.replace("{prefix}", "ltc")
+                     .replace("{address}", ALICE) + "?" + query}:
+            answer = await get(api + path)
+            assert answer.status in (200, 400, 404), (path, answer.status, answer.text)
+            assert answer.headers["Content-Type"] == "application/json", path
+            assert "Set-Cookie" not in answer.headers
+            if answer.status != 200:
+                check(answer.body, "Error")

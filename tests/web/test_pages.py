@@ -336,3 +336,20 @@ async def test_stopping_the_server_closes_the_readers(tmp_path: Path):
     server.should_exit = True
     await asyncio.wait_for(task, 10)
     assert readers.closed
+
+
+@pytest.mark.parametrize("nasty", ["'", "' OR '1'='1", "<script>alert(1)</script>", "%00",
+                                   "..%2F..%2Fetc%2Fpasswd", "{{7*7}}", "9" * 400,
+                                   "%F0%9F%92%A9", "a%0d%0aSet-Cookie:%20x=1"])
+async def test_injection_in_page_urls_is_a_clean_4xx(tmp_path: Path, serve_app: Serve,
+                                                     nasty: str):
+    two_pools(tmp_path)
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": sample_reader()}))
+    for path in (f"/{nasty}/", f"/{nasty}/miners/{ALICE}", f"/ltc/miners/{nasty}",
+                 f"/ltc/miners/?address={nasty}", f"/?x={nasty}", f"/ltc/?page={nasty}"):
+        answer = await get(url + path)
+        assert answer.status in (200, 303, 400, 404), (path, answer.status)
+        assert "Set-Cookie" not in answer.headers
+        if answer.status != 303:
+            assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert "<script>alert" not in answer.text
