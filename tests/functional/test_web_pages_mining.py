@@ -94,6 +94,8 @@ async def test_pages_and_api_after_real_mining(mined: dict[str, Any],  # noqa: F
     paid = (await rows(database, "SELECT coalesce(sum(p.amount), 0) FROM payments p JOIN"
                        " payment_batches k ON k.id = p.batch_id WHERE p.address = :a AND"
                        " k.status IN ('broadcast', 'confirmed')", a=a))[0][0]
+    # SUM is a numeric on PostgreSQL: whole units all the same.
+    immature, unpaid, paid = int(immature), int(unpaid), int(paid)
     assert immature > 0 and unpaid > 0 and paid > 0
     assert (miner["immature"], miner["unpaid"], miner["paid"]) == (immature, unpaid, paid)
     assert miner["paid_coins"] == f"{paid // 10**8}.{paid % 10**8:08d}"
