@@ -353,3 +353,32 @@ async def test_injection_in_page_urls_is_a_clean_4xx(tmp_path: Path, serve_app: 
         if answer.status != 303:
             assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
             assert "<script>alert" not in answer.text
+
+
+async def test_many_clients_on_one_page_cost_one_rendering(tmp_path: Path, serve_app: Serve):
+    two_pools(tmp_path)
+    reader = sample_reader()
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": reader}),
+                          page_cache_seconds=30)
+    pages = await asyncio.gather(*(get(url + "/ltc/") for _ in range(20)))
+    assert {p.status for p in pages} == {200} and len({p.text for p in pages}) == 1
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 1
+    for name, value in PAGE_HEADERS.items():
+        assert pages[0].headers[name] == value
+    # Another URL (or query) is another page; an unknown pool is never cached.
+    await get(url + "/ltc/?x=1")
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 2
+    assert (await get(url + "/new/")).status == 404
+    write_status(tmp_path, "new", status_doc("new"))
+    assert (await get(url + "/new/")).status == 200
+
+
+async def test_without_the_page_cache_every_request_renders(tmp_path: Path,
+                                                            serve_app: Serve):
+    two_pools(tmp_path)
+    reader = sample_reader()
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": reader}),
+                          page_cache_seconds=0)
+    for _ in range(3):
+        assert (await get(url + "/ltc/")).status == 200
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 3
