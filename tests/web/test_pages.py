@@ -153,7 +153,7 @@ async def test_miner_page(tmp_path: Path, serve_app: Serve):
     rows = workers.split('<tr class="worker ')[1:]
     assert rows[0].startswith("online") and "<td>rig1</td>" in rows[0]
     assert re.search(r"<td>\d+ s ago</td>", rows[0]) and "<td>1.00 MH/s</td>" in rows[0]
-    assert rows[1].startswith("offline") and re.search(r"<td>4[56] min ago</td>", rows[1])
+    assert rows[1].startswith("offline") and re.search(r"<td>4\d min ago</td>", rows[1])
     # The worker name is the miner's: escaped.
     assert "<td>&lt;img src=x onerror=alert(1)&gt;&#34;&#39;&amp;</td>" in rows[1]
     assert "<img" not in html
