@@ -19,7 +19,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -88,13 +88,11 @@ def set_up(layout: Layout) -> list[CoinConfig]:
 
 
 def status_table(supervisor: Supervisor, configs: list[CoinConfig],
-                 miners: dict[str, StratumMiner], began: float, web: str,
-                 pages: Sequence[str] = ()) -> Table:
+                 miners: dict[str, StratumMiner], began: float, web: str) -> Table:
     table = Table(title=f"multipool demo: two litecoin regtest pools, up "
                   f"{time.monotonic() - began:,.0f} s (Ctrl-C stops everything)",
                   title_justify="left",
-                  caption="\n".join([f"the pools' web page: http://{web}/", *pages]),
-                  caption_justify="left")
+                  caption=f"the pools' web page: http://{web}/", caption_justify="left")
     for column in ("pool", "stratum", "services", "miner shares", "blocks recorded"):
         table.add_column(column)
     for config in configs:
@@ -160,7 +158,6 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
     services = asyncio.create_task(supervisor.run())
     miners: dict[str, StratumMiner] = {}
     miner_tasks: list[asyncio.Task[None]] = []
-    pages: list[str] = []  # each pool's page and its miner's page
     began = time.monotonic()
     # A live table on a terminal; plain lines where the output goes to a file or a pipe.
     live = Live(console=console, refresh_per_second=2) if console.is_terminal else None
@@ -180,16 +177,12 @@ async def run_demo(layout: Layout, configs: list[CoinConfig], blocks: int | None
                                              username=f"{address}.demo", algorithm="scrypt")
                         miners[prefix] = miner
                         miner_tasks.append(asyncio.create_task(miner.run()))
-                        pages.append(f"{prefix}: pool page http://{web}/{prefix}/, its "
-                                     f"miner's page http://{web}/{prefix}/miners/{address}")
-                        if lines is not None:
-                            lines.say(pages[-1])
                 if len(miners) < len(configs) and time.monotonic() - began > OPEN_TIMEOUT:
                     console.print(f"[red]error:[/] a pool did not open its stratum port in "
                                   f"{OPEN_TIMEOUT:.0f} s: see the logs in {layout.log}")
                     break
                 if live is not None:
-                    live.update(status_table(supervisor, configs, miners, began, web, pages))
+                    live.update(status_table(supervisor, configs, miners, began, web))
                 if lines is not None:
                     lines.update(supervisor, configs, miners)
                 if blocks is not None and all(recorded_blocks(c) >= blocks for c in configs):
