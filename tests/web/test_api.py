@@ -248,7 +248,7 @@ async def test_forwarded_for_believed_only_from_trusted_proxies(tmp_path: Path,
 # -- the OpenAPI document and its page ------------------------------------------------------
 
 # The routes that answer HTML for people (and the static files): not API endpoints.
-PAGES = {"/", "/api/docs", "/static", "/{prefix}/", "/{prefix}/miners/",
+PAGES = {"/", "/api/docs", "/static", "/{prefix}", "/{prefix}/", "/{prefix}/miners/",
          "/{prefix}/miners/{address:path}"}
 
 

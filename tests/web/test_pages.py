@@ -231,7 +231,10 @@ async def test_pool_without_trailing_slash_redirects(tmp_path: Path, serve_app: 
     two_pools(tmp_path)
     url = await serve_app(tmp_path, readers=FakeReaders({}))
     answer = await get(url + "/ltc")
-    assert answer.status in (307, 308) and answer.headers["Location"].endswith("/ltc/")
+    assert answer.status == 308 and answer.headers["Location"] == "/ltc/"
+    # Not a pool: not found at once, not redirected first.
+    for path in ("/metrics", "/nope", "/api", "/api/v1/pools/"):
+        assert (await get(url + path)).status == 404, path
 
 
 async def test_subdomain_routing_serves_each_pool_on_its_host(tmp_path: Path,
