@@ -55,6 +55,7 @@ async def test_pools_and_pool(api: str):
     assert ltc["stats"]["last_block"]["reward"] == 625_000_000
     assert ltc["stats"]["last_block"]["reward_coins"] == "6.25000000"
     assert ltc["page"] == "/ltc/" and ltc["hashrate"] == 12345.6
+    assert (ltc["min_payout"], ltc["min_payout_coins"]) == (10_000_000, "0.10000000")
     assert ltcb["stats"] is None and ltcb["state"] == "online"
     one = check((await get(api + "/api/v1/pools/ltc")).body, "PoolDetail")
     assert one == ltc | {"updated_age": one["updated_age"]}
