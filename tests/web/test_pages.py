@@ -385,3 +385,20 @@ async def test_without_the_page_cache_every_request_renders(tmp_path: Path,
     for _ in range(3):
         assert (await get(url + "/ltc/")).status == 200
     assert sum(1 for call in reader.calls if call[0] == "blocks") == 3
+
+
+async def test_pool_without_a_status_yet(tmp_path: Path, serve_app: Serve):
+    """A coin added whose engine never ran: its page says so; its miner pages check the
+    address's letters only (the network is not known without a status)."""
+    (tmp_path / "coin" / "eee").mkdir(parents=True)
+    url = await serve_app(tmp_path, readers=FakeReaders({}))
+    page = await get(url + "/eee/")
+    assert page.status == 200
+    assert_valid_html(page.text)
+    assert "offline <small>(no status yet)</small>" in page.text
+    assert "Statistics are unavailable right now" in page.text
+    assert 'id="connect"' not in page.text
+    miner = await get(f"{url}/eee/miners/{ALICE}")
+    assert miner.status == 200 and "Statistics are unavailable right now" in miner.text
+    bad = await get(url + "/eee/miners/not-an-address!")
+    assert bad.status == 400 and "is not an address" in bad.text
