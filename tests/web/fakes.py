@@ -29,7 +29,13 @@ from multipool.web.data import (
 
 T = TypeVar("T")
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def now() -> datetime:
+    """The time the rows are made: at each fixture's start, not at import, so ages on
+    the page ("30 s ago") do not grow with the tests that ran before."""
+    return datetime.now(UTC).replace(microsecond=0)
+
 # Valid litecoin regtest addresses (bech32 P2WPKH of made-up key hashes).
 ALICE = encode_segwit_address("rltc", 0, bytes(range(20)))
 BOB = encode_segwit_address("rltc", 0, bytes(range(1, 21)))
@@ -44,13 +50,14 @@ def page_of(rows: list[T], page: int, per_page: int) -> Paged[T]:
 
 def block(height: int, status: str, *, confirmations: int | None, age: int,
           finder: str = ALICE, worker: str = "rig1", effort: float | None = 0.87) -> BlockRow:
-    return BlockRow(height=height, hash=f"{height:064x}", time=NOW - timedelta(seconds=age),
+    return BlockRow(height=height, hash=f"{height:064x}", time=now() - timedelta(seconds=age),
                     status=status, confirmations=confirmations, maturity=101,
                     reward=625_000_000, effort=effort, finder=finder, worker=worker)
 
 
 def series(peak: float) -> tuple[HashratePoint, ...]:
-    start = NOW.replace(minute=NOW.minute - NOW.minute % 10, second=0) - timedelta(hours=24)
+    at = now()
+    start = at.replace(minute=at.minute - at.minute % 10, second=0) - timedelta(hours=24)
     return tuple(HashratePoint(start + timedelta(minutes=10 * i),
                                peak * (i % 12) / 11) for i in range(144))
 
@@ -143,7 +150,7 @@ def sample_reader() -> FakeReader:
               block(1280, "orphaned", confirmations=None, age=8000, effort=None)]
     blocks += [block(1000 - i, "confirmed", confirmations=400, age=9000 + i * 600)
                for i in range(40)]
-    payments = [PaymentRow(batch_id=str(100 - i), time=NOW - timedelta(hours=i),
+    payments = [PaymentRow(batch_id=str(100 - i), time=now() - timedelta(hours=i),
                            txid=f"{i:064x}" if i else None,
                            status="broadcast" if i == 1 else "confirmed",
                            amount=1_234_500_000, fee=2250, recipients=3) for i in range(25)]
@@ -153,14 +160,14 @@ def sample_reader() -> FakeReader:
         address=ALICE, has_history=True, hashrate={600: 1_500_000.0, 3600: 1_400_000.0,
                                                    86400: 1_000_000.0},
         immature=312_500_000, unpaid=5_000_000, paid=410_000_000,
-        workers=(WorkerRow("rig1", 1_000_000.0, 4000, 10, NOW - timedelta(seconds=30), True),
-                 WorkerRow(EVIL_WORKER, 0.0, 500, 2, NOW - timedelta(minutes=45), False)),
+        workers=(WorkerRow("rig1", 1_000_000.0, 4000, 10, now() - timedelta(seconds=30), True),
+                 WorkerRow(EVIL_WORKER, 0.0, 500, 2, now() - timedelta(minutes=45), False)),
         rejects_24h={"stale": 9, "low difficulty": 3, "<b>dup</b>": 1},
         round_share=0.4, round_difficulty=5120.0)
     return FakeReader(
         blocks_list=blocks, payments_list=payments, miners_list=miners,
         miner_figures={ALICE: alice},
-        miner_payments_list={ALICE: [MinerPayment("100", NOW - timedelta(hours=1), "ab" * 32,
+        miner_payments_list={ALICE: [MinerPayment("100", now() - timedelta(hours=1), "ab" * 32,
                                                   "confirmed", 410_000_000)]},
         figures=PoolFigures(hashrate={600: 2_000_000.0, 3600: 1_900_000.0,
                                       86400: 1_500_000.0},
