@@ -331,11 +331,11 @@ async def test_many_clients_on_one_page_cost_one_query(engine: AsyncEngine,
         await reader.close()
 
 
+# SQLite's read-only mode; the web role on PostgreSQL and MariaDB is tested in
+# test_readers_log_in_as_the_web_role and test_coin_databases.py.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_the_sqlite_reader_cannot_write(tmp_path: Path, engine: AsyncEngine,
                                               database_url: str):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's read-only mode; the web role is tested in "
-                    "test_coin_databases.py")
     await fill(engine)
     path = make_url(database_url).database
     reading = open_read_only(DatabaseLocation("sqlite", path=path), password=None)
@@ -367,11 +367,11 @@ def write_status(root: Path, prefix: str, database: dict[str, Any] | None,
     (root / "web" / prefix / "status.json").write_text(json.dumps(document))
 
 
+# The web role's path is tested with real roles in test_readers_log_in_as_the_web_role.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_readers_open_the_database_status_json_names(
         tmp_path: Path, engine: AsyncEngine, database_url: str,
         caplog: pytest.LogCaptureFixture):
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the web role's path is tested with real roles below")
     await fill(engine)
     root = tmp_path / "root"
     path = make_url(database_url).database
