@@ -343,7 +343,7 @@ async def run_pool(config: CoinConfig, *, intervals: ServiceIntervals = ServiceI
                 public = PublicStatusWriter(config=config, database=database, engine=engine,
                                             directory=Path(config.pool.public_dir),
                                             services=engine.supervisor.states,
-                                            logger=logger.getChild("public"))
+                                            daemon=daemon, logger=logger.getChild("public"))
                 engine.supervisor.add(Periodic("status", public.publish, intervals.status,
                                                stuck_after=4 * intervals.status))
             await engine.run()

@@ -5,7 +5,8 @@ directory (``web/<prefix>/``, group-readable by the web user): the coin, its str
 and whether they are open, the daemon's sync state, hashrate and miners of the last ten
 minutes, the last block, blocks in 24 hours, the last payment, and where the pool's
 database is (``database``: the SQLite file, or host, port and name; never a credential)
-with ``coin.maturity``, the confirmations a block needs to be confirmed. The index page
+with ``coin.maturity``, the confirmations a block needs to be confirmed, and the
+network's hashrate and difficulty (``network``, from the daemon). The index page
 needs only this file; the pool and miner pages read the database it names, read-only
 (web/data.py).
 
@@ -32,10 +33,14 @@ decimal string}}}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +54,7 @@ from multipool.accounting.schema import CANDIDATE, blocks, payment_batches
 from multipool.accounting.stats import pool_activity
 from multipool.accounting.tracker import BlockTracker
 from multipool.atomicfile import write_atomically
+from multipool.chain.rpc import DaemonClient, DaemonError
 from multipool.chain.sync import SyncState
 from multipool.config import CoinConfig, format_coins, to_units
 from multipool.supervision import Health
@@ -57,6 +63,8 @@ STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
 # The window of hashrate and miners, as on `multipool status`.
 WINDOW_SECONDS = 600.0
+# Seconds the status waits for the daemon's network figures.
+NETWORK_TIMEOUT = 5.0
 # Shown in ``totals`` even at zero, so a metric exists before its first block or batch.
 BLOCK_STATUSES = (CANDIDATE, "pending", "confirmed", "orphaned")
 BATCH_STATES = (INTENT, BROADCAST, CONFIRMED, VOIDING, FAILED)
@@ -82,15 +90,32 @@ class EngineView(Protocol):
     def counters(self) -> dict[str, Any]: ...
 
 
+class MiningInfoSource(Protocol):
+    """Where the network's figures come from (the daemon client has it)."""
+
+    async def getmininginfo(self) -> dict[str, Any]: ...
+
+
+def _positive(value: object) -> float | None:
+    """A daemon's number (a Decimal, as the client parses them) as a float, or None when
+    it is not a positive finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number > 0 else None
+
+
 class PublicStatusWriter:
     """Writes the pool's public status file, one round per :meth:`publish`."""
 
     def __init__(self, *, config: CoinConfig, database: AsyncEngine, engine: EngineView,
                  directory: Path, services: Callable[[], Mapping[str, Health]],
+                 daemon: MiningInfoSource | None = None,
                  logger: logging.Logger | None = None):
         self.config = config
         self.database = database
         self.engine = engine
+        self.daemon = daemon
         self.services = services
         self.path = directory / STATUS_FILE
         self.logger = logger or logging.getLogger("multipool.public")
@@ -102,12 +127,30 @@ class PublicStatusWriter:
         degraded, in the next file). A file that cannot be written raises OSError."""
         now = datetime.now(UTC)
         document = self.document(now)
+        await self.add_network(document)
         try:
             await self.add_activity(document, now)
         except (SQLAlchemyError, OSError):  # OSError: a driver's refused connection
             self.write(document)
             raise
         self.write(document)
+
+    async def add_network(self, document: dict[str, Any]) -> None:
+        """Fill in the network's hashrate and difficulty from the daemon's getmininginfo,
+        asked once, for at most NETWORK_TIMEOUT seconds: a daemon that does not answer
+        leaves them null (the sync gate reports the daemon itself) and never holds up the
+        status."""
+        if self.daemon is None:
+            return
+        try:
+            async with asyncio.timeout(NETWORK_TIMEOUT):
+                with DaemonClient.retry_until(time.monotonic() + NETWORK_TIMEOUT):
+                    info = await self.daemon.getmininginfo()
+        except (DaemonError, OSError, TimeoutError) as exc:
+            self.logger.debug("network figures left out: %s", exc)
+            return
+        document["network"] = {"hashrate": _positive(info.get("networkhashps")),
+                               "difficulty": _positive(info.get("difficulty"))}
 
     async def status(self, now: datetime | None = None) -> dict[str, Any]:
         """The status document (the contract of web/<prefix>/status.json)."""
@@ -145,6 +188,9 @@ class PublicStatusWriter:
                        "found_24h": None},
             "payments": {"last_time": None, "last_status": None},
             "services": {name: health.to_json() for name, health in self.services().items()},
+            # The network's hashrate (hashes per second, the daemon's estimate over its
+            # recent blocks) and difficulty; null when the daemon did not say.
+            "network": {"hashrate": None, "difficulty": None},
             "counters": engine.counters(),
             "totals": None,
         }

@@ -7,7 +7,9 @@ here; tests/functional/test_engine_counters.py checks the engine's counters on a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from multipool import public_status
 from multipool.accounting.database import create_engine
 from multipool.accounting.schema import blocks, payment_batches
+from multipool.chain.rpc import DaemonClient
 from multipool.chain.sync import SyncState
 from multipool.config import parse_coin_config
 from multipool.devnet import free_port
@@ -116,3 +120,36 @@ async def test_without_the_database_totals_are_null(tmp_path: Path):
     document = json.loads((tmp_path / "status.json").read_text())
     assert document["totals"] is None
     assert document["counters"] == COUNTERS
+
+
+async def test_a_daemon_that_never_answers_leaves_the_network_figures_null(
+        engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A daemon whose RPC port accepts and then says nothing (a hung litecoind): the
+    status is still written, within the network timeout, with null network figures."""
+    monkeypatch.setattr(public_status, "NETWORK_TIMEOUT", 0.5)
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with DaemonClient(f"http://127.0.0.1:{port}", user="u", password="p",
+                                timeout=30.0) as daemon:
+            writer = PublicStatusWriter(config=config(tmp_path), database=engine,
+                                        engine=StubEngine(), directory=tmp_path,
+                                        services=dict, daemon=daemon)
+            started = time.monotonic()
+            await writer.publish()
+            took = time.monotonic() - started
+    finally:
+        for connection in held:
+            connection.close()
+        server.close()
+        await server.wait_closed()
+    document = json.loads((tmp_path / "status.json").read_text())
+    assert held, "the status never asked the daemon"
+    assert document["network"] == {"hashrate": None, "difficulty": None}
+    assert document["totals"] is not None
+    assert took < 5, f"the status waited {took:.1f} s for a silent daemon"

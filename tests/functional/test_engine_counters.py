@@ -259,6 +259,12 @@ async def test_composed_engine_publishes_counters_and_totals(net: RegtestNetwork
         ours = sum(TAG.encode().hex() in block_at(net, h)["tx"][0]["vin"][0]["coinbase"]
                    for h in range(start + 1, end + 1))
         assert ours >= 3
+        # The network's figures are the daemon's at this tip (no block since).
+        mining = node.rpc("getmininginfo")
+        assert mining["networkhashps"] > 0
+        assert document["network"] == {
+            "hashrate": pytest.approx(mining["networkhashps"], rel=1e-9),
+            "difficulty": pytest.approx(mining["difficulty"], rel=1e-9)}
     finally:
         miner.stop()
         if miner_task is not None:
@@ -281,6 +287,8 @@ async def test_composed_engine_publishes_counters_and_totals(net: RegtestNetwork
         == ours
     assert samples[("multipool_shares_total", (*labels, ("reason", ""),
                                                ("result", "accepted")))] == miner.accepted
+    assert samples[("multipool_network_hashrate_hashes_per_second", labels)] == \
+        pytest.approx(mining["networkhashps"], rel=1e-9)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

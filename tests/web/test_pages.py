@@ -25,7 +25,8 @@ from tests.web.test_web import assert_valid_html, iso, status_doc, write_status
 def two_pools(root: Path) -> None:
     write_status(root, "ltc", status_doc("ltc", stratum={"ports": [
         {"port": 3333, "difficulty": 16.0, "vardiff": True, "tls": False},
-        {"port": 3334, "difficulty": 512.0, "vardiff": False, "tls": False}]}))
+        {"port": 3334, "difficulty": 512.0, "vardiff": False, "tls": False}]},
+        network={"hashrate": 3.5e12, "difficulty": 12345.0}))
     write_status(root, "ltcb", status_doc("ltcb", coin={"name": "litecoin", "symbol": "LTC"}))
 
 
@@ -53,6 +54,9 @@ async def test_pool_page_shows_what_a_miner_needs(tmp_path: Path, serve_app: Ser
     assert "<dt>Pool <small>(24 h)</small></dt>\n<dd>1.50 MH/s</dd>" in hashrate
     assert "<dd>25.0 % <small>" in hashrate  # round effort
     assert "<dd>16,200 accepted, 30 stale</dd>" in hashrate
+    # The network's figures, from the daemon through status.json.
+    assert ("<dt>Network <small>(the daemon's estimate)</small></dt>\n"
+            "<dd>3.50 TH/s, difficulty 12,345</dd>") in html
     assert '<svg class="chart" id="pool-hashrate"' in hashrate
     assert "<title id=\"pool-hashrate-title\">Pool hashrate, last 24 h</title>" in hashrate
     assert ">MH/s</text>" in hashrate and ">time (UTC)</text>" in hashrate

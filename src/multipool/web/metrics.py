@@ -65,6 +65,8 @@ class PoolCollector(Collector):
         hashrate = _gauge("multipool_hashrate_hashes_per_second",
                           f"Pool hashrate over the last {_WINDOW} (accepted share "
                           "difficulty x 2^32 for sha256d, 2^16 for scrypt, per second)")
+        network = _gauge("multipool_network_hashrate_hashes_per_second",
+                         "The coin network's hashrate, as the daemon estimates it")
         miners = _gauge("multipool_miners",
                         f"Addresses with an accepted share in the last {_WINDOW}")
         workers = _gauge("multipool_workers",
@@ -109,6 +111,7 @@ class PoolCollector(Collector):
                 lag.add_metric(labels, max(0, status.headers - status.blocks))
             _add(peers, labels, status.peers)
             _add(hashrate, labels, status.hashrate)
+            _add(network, labels, status.network_hashrate)
             _add(miners, labels, status.miners)
             _add(workers, labels, status.workers)
             for service in status.services or ():
@@ -134,7 +137,7 @@ class PoolCollector(Collector):
                     batches.add_metric([*labels, paid.state], paid.batches)
                     amount.add_metric([*labels, paid.state], float(paid.amount))
         yield from (state, age, stratum, synced, height, headers, lag, peers, hashrate,
-                    miners, workers, connections, shares, submitted, verdicts, blocks,
+                    network, miners, workers, connections, shares, submitted, verdicts, blocks,
                     batches, amount, degraded, lag_p99, lag_max)
 
 

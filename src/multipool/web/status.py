@@ -170,6 +170,9 @@ class PoolStatus:
     totals: PoolTotals | None = None
     # Confirmations a block needs to be confirmed; None from an older engine.
     maturity: int | None = None
+    # The network's hashrate (hashes per second, the daemon's estimate) and difficulty.
+    network_hashrate: float | None = None
+    network_difficulty: float | None = None
     # None: an older engine, which does not say where its database is.
     database: DatabaseLocation | None = None
 
@@ -300,11 +303,13 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
         ports.append(StratumPort(port=port, difficulty=entry.number("difficulty"),
                                  vardiff=bool(entry.flag("vardiff")),
                                  tls=bool(entry.flag("tls"))))
-    daemon, pool = top.obj("daemon"), top.obj("pool")
+    daemon, pool, network = top.obj("daemon"), top.obj("pool"), top.obj("network")
     blocks, payments = top.obj("blocks"), top.obj("payments")
     return PoolStatus(
         services=_parse_services(document.get("services")),
         maturity=coin.integer("maturity", maximum=1_000_000),
+        network_hashrate=network.number("hashrate"),
+        network_difficulty=network.number("difficulty"),
         database=_parse_database(document.get("database")),
         updated=updated,
         name=coin.text("name"), symbol=coin.text("symbol"),
@@ -483,6 +488,7 @@ class PoolView:
             return {"prefix": self.prefix, "state": self.state, "reason": self.reason,
                     "name": None, "symbol": None, "algorithm": None, "network": None,
                     "updated": None, "updated_age": None, "stratum": [], "daemon": None,
+                    "network_hashrate": None, "network_difficulty": None,
                     "hashrate": None, "miners": None, "workers": None, "scheme": None,
                     "fee_percent": None, "min_payout": None, "last_block": None,
                     "blocks_24h": None, "last_payment": None, "services": None}
@@ -496,6 +502,8 @@ class PoolView:
                         for p in s.ports],
             "daemon": {"synced": s.synced, "blocks": s.blocks, "headers": s.headers,
                        "peers": s.peers},
+            "network_hashrate": s.network_hashrate,
+            "network_difficulty": s.network_difficulty,
             "hashrate": s.hashrate if self.live else None,
             "miners": s.miners if self.live else None,
             "workers": s.workers if self.live else None,
