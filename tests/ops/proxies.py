@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -244,8 +245,15 @@ class WebProcess:
 @contextmanager
 def web_serve(root: Path, *, public_host: str = "pool.example",
               routing: str = "path") -> Iterator[WebProcess]:
-    """A real `multipool web serve` on a free loopback port over an empty server tree."""
-    (root / "web").mkdir(parents=True, exist_ok=True)
+    """A real `multipool web serve` on a free loopback port over a server tree with one
+    pool, ``ltc``, whose engine wrote a fresh status (its page is the one a subdomain
+    ``ltc.<public_host>`` must reach)."""
+    (root / "web" / "ltc").mkdir(parents=True, exist_ok=True)
+    (root / "web" / "ltc" / "status.json").write_text(json.dumps({
+        "version": 1, "updated": datetime.now(UTC).isoformat(),
+        "coin": {"prefix": "ltc", "name": "litecoin", "symbol": "LTC",
+                 "algorithm": "scrypt", "network": "regtest"},
+        "stratum": {"open": True, "ports": []}}))
     port = free_port()
     log = root / "web.log"
     argv = [sys.executable, "-m", "multipool.cli", "web", "serve", "--root", str(root),

@@ -318,7 +318,11 @@ def test_real_web_process_behind_a_real_apache(throwaway: Throwaway, tmp_path: P
                                           headers={"Accept-Encoding": "gzip"})
             assert status == 200, (host, body[:300])
             assert headers["Content-Encoding"] == "gzip"
-            assert b"<html" in gzip.decompress(body).lower()
+            page = gzip.decompress(body)
+            assert b"<html" in page.lower()
+            # The pool's own host gets its page; the public host the index.
+            assert (b'class="crumbs"' in page) == host.startswith("ltc."), host
+            assert b'id="pool-ltc"' in page
             # Each security header once: the app's where it sends one, else the site's.
             for header in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy",
                            "Content-Security-Policy"):
