@@ -576,3 +576,24 @@ def test_start_stop_restart_call_systemctl(fake_systemctl):
 
 def test_systemd_running_matches_sd_booted():
     assert systemd.systemd_running() is Path("/run/systemd/system").is_dir()
+
+
+@pytest.mark.parametrize(("database", "confined"), [
+    ("sqlite", True),
+    ("postgresql://admin:pw@127.0.0.1/postgres", True),
+    ("mysql://admin:pw@localhost/mysql", True),
+    ("postgresql://admin:pw@db.example.org/postgres", False),
+    ("mariadb://admin:pw@10.0.0.5:3306/mysql", False),
+])
+def test_web_unit_reaches_a_database_server_on_another_host(tmp_path: Path, database: str,
+                                                             confined: bool):
+    """The web reads the pools' databases: confined to loopback when they are on this
+    host, but a PostgreSQL or MariaDB server elsewhere must be reachable."""
+    root = tmp_path / "opt"
+    (root / "web").mkdir(parents=True)
+    data = {"server": {"root": str(root), "public_host": "pool.example"},
+            "database": {"url": database}}
+    spec = web_service(Layout(root, "system"), parse_server_config(data, "multipool.toml"))
+    lines = systemd.render_service(spec).splitlines()
+    assert ("IPAddressDeny=any" in lines) is confined
+    assert ("IPAddressAllow=localhost" in lines) is confined

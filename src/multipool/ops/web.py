@@ -7,6 +7,7 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from multipool.config import ServerConfig
 from multipool.ops import apache, nginx, systemd
@@ -35,6 +36,15 @@ def _loopback(listen: str) -> bool:
         return False
 
 
+def _database_on_loopback(database: str) -> bool:
+    """Whether the pools' databases are on this host: SQLite files, or a server whose
+    admin URL names a loopback address (or a Unix socket: no host)."""
+    if database == "sqlite":
+        return True
+    host = urlsplit(database).hostname
+    return host is None or _loopback(f"{host}:0")
+
+
 def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
     """`multipool web serve` as the web user, reading only web/; given its settings on
     the command line, since multipool.toml (0600) may hold a database admin URL."""
@@ -55,8 +65,10 @@ def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
         argv=tuple(argv), working_dir=layout.web, user=layout.web_user,
         group=layout.web_user, stop_timeout=15.0, nice=WEB_NICE,
         cpu_weight=WEB_CPU_WEIGHT,
-        # Behind nginx on loopback: no other address may reach it or be reached.
-        network=not _loopback(server.web_listen)))
+        # Behind the proxy on loopback, reading databases on this host: no other address
+        # may reach it or be reached. A database server elsewhere must be reachable.
+        network=not (_loopback(server.web_listen)
+                     and _database_on_loopback(server.database))))
 
 
 def site_changes(server: ServerConfig, *, nginx_dir: Path = NGINX_DIR,
