@@ -70,7 +70,7 @@ async def test_pool_page_shows_what_a_miner_needs(tmp_path: Path, serve_app: Ser
     # Blocks: a pending one with its progress, confirmed, orphaned; reward, effort,
     # the finder shortened and linked to its miner page.
     blocks = section(html, "blocks")
-    assert "(latest 20 of 43)" in blocks
+    assert "(43 in all, page 1 of 3, newest first)" in blocks
     rows = blocks.split('<tr class="block ')[1:]
     assert len(rows) == 20
     assert rows[0].startswith("pending")
@@ -83,7 +83,7 @@ async def test_pool_page_shows_what_a_miner_needs(tmp_path: Path, serve_app: Ser
     assert rows[2].startswith("orphaned") and "<progress" not in rows[2]
     # Payments: amounts, fees, the txid shortened with the whole in its title.
     payments = section(html, "payments")
-    assert "(latest 10 of 25)" in payments
+    assert "(25 in all, page 1 of 3, newest first)" in payments
     assert "not sent yet" in payments  # the newest has no txid yet
     txid = f"{1:064x}"
     assert f'<code class="txid" title="{txid}">{txid[:10]}…' in payments
@@ -406,3 +406,33 @@ async def test_pool_without_a_status_yet(tmp_path: Path, serve_app: Serve):
     assert miner.status == 200 and "Statistics are unavailable right now" in miner.text
     bad = await get(url + "/eee/miners/not-an-address!")
     assert bad.status == 400 and "is not an address" in bad.text
+
+
+async def test_pool_page_tables_page_on_their_own(tmp_path: Path, serve_app: Serve):
+    """The blocks and payments tables of a pool page go page by page, each with its own
+    query parameter, the other table's page kept in the links."""
+    two_pools(tmp_path)
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": sample_reader()}))
+    page = await get(url + "/ltc/?blocks_page=3&payments_page=2")
+    assert page.status == 200
+    blocks = section(page.text, "blocks")
+    # 43 blocks, 20 a page: page 3 holds the last 3, the oldest heights of the list.
+    assert "(43 in all, page 3 of 3, newest first)" in blocks
+    heights = re.findall(r'<tr class="block [a-z]+">\n<td><span title="[0-9a-f]+">(\d+)<',
+                         blocks)
+    assert heights == ["963", "962", "961"]
+    assert '<a href="?blocks_page=2&amp;payments_page=2#blocks" rel="prev">' in blocks
+    assert 'rel="next"' not in blocks
+    payments = section(page.text, "payments")
+    assert "(25 in all, page 2 of 3, newest first)" in payments
+    assert '<a href="?blocks_page=3#payments" rel="prev">' in payments
+    assert '<a href="?blocks_page=3&amp;payments_page=3#payments" rel="next">' in payments
+    # Past the end: said in words, with the way back; a bad number is a 400 page.
+    past = await get(url + "/ltc/?blocks_page=9")
+    assert past.status == 200
+    assert "No blocks on page 9: the list ends on page 3." in section(past.text, "blocks")
+    assert '<a href="?blocks_page=3#blocks" rel="prev">' in section(past.text, "blocks")
+    for bad in ("0", "-1", "x", "1e3", "99999999999"):
+        refused = await get(url + f"/ltc/?blocks_page={bad}")
+        assert refused.status == 400 and "blocks_page: must be a whole number" in \
+            refused.text, bad

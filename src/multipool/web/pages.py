@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -24,7 +25,7 @@ from multipool.web import openapi
 from multipool.web.api import SERIES_BUCKET_MINUTES, SERIES_HOURS, WORKER_WINDOW
 from multipool.web.cache import AnswerCache
 from multipool.web.charts import hashrate_chart
-from multipool.web.data import WINDOWS, PoolFigures
+from multipool.web.data import WINDOWS, Paged, PoolFigures
 from multipool.web.display import (
     format_age,
     format_coins,
@@ -38,7 +39,7 @@ from multipool.web.display import (
     window_text,
 )
 from multipool.web.links import Links
-from multipool.web.params import BadInput, address
+from multipool.web.params import MAX_PAGE, BadInput, address, integer
 from multipool.web.site import STATS_ERRORS, Site
 from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, PoolView, stratum_url
 
@@ -95,7 +96,26 @@ def environment() -> jinja2.Environment:
     env.filters.update(hashrate=format_hashrate, age=format_age, number=format_number,
                        coins=format_coins, plural=plural, utc=format_utc, units=format_units,
                        percent=format_percent, shorten=shorten, ago=_ago, window=window_text)
+    env.globals.update(page_query=page_query, last_page=last_page)
     return env
+
+
+def page_query(pages: Mapping[str, int], key: str, page: int) -> str:
+    """The query string of the same page with table ``key`` at ``page`` (first pages
+    left out, so the plain URL is the first page of every table).
+
+    >>> page_query({"blocks_page": 2, "payments_page": 1}, "payments_page", 3)
+    'blocks_page=2&payments_page=3'
+    >>> page_query({"blocks_page": 2}, "blocks_page", 1)
+    ''
+    """
+    chosen = {**pages, key: page}
+    return urlencode({name: value for name, value in chosen.items() if value > 1})
+
+
+def last_page(paged: Paged[Any]) -> int:
+    """The number of the last page of a list (1 for an empty one)."""
+    return max(1, -(-paged.total // paged.per_page)) if paged.per_page else 1
 
 
 class Pages:
@@ -187,6 +207,11 @@ class Pages:
 
     async def _pool(self, request: Request) -> Response:
         pool = await self.site.pool(request.path_params["prefix"])
+        # The blocks and payments tables page on their own (?blocks_page=, ?payments_page=).
+        blocks_page = integer(request.query_params, "blocks_page", default=1, minimum=1,
+                              maximum=MAX_PAGE)
+        payments_page = integer(request.query_params, "payments_page", default=1,
+                                minimum=1, maximum=MAX_PAGE)
         others = [v for v in await self.site.views() if v.prefix != pool.prefix]
         context: dict[str, Any] = {"stats": None}
         if pool.reader is not None:
@@ -196,7 +221,8 @@ class Pages:
                     reader.pool(),
                     reader.hashrate_series(None, hours=SERIES_HOURS,
                                            bucket_minutes=SERIES_BUCKET_MINUTES),
-                    reader.blocks(1, POOL_BLOCKS), reader.payments(1, POOL_PAYMENTS),
+                    reader.blocks(blocks_page, POOL_BLOCKS),
+                    reader.payments(payments_page, POOL_PAYMENTS),
                     reader.miners(1, TOP_MINERS, window=TOP_MINERS_WINDOW))
             except STATS_ERRORS:
                 pass
@@ -211,6 +237,7 @@ class Pages:
                            search=pool.prefix, windows=WINDOWS, top_window=TOP_MINERS_WINDOW,
                            chart_hours=SERIES_HOURS, decimals=pool.decimals,
                            symbol=pool.symbol,
+                           pages={"blocks_page": blocks_page, "payments_page": payments_page},
                            api_url=self.links(request).api(f"/api/v1/pools/{pool.prefix}"),
                            **context)
 
