@@ -6,6 +6,7 @@ checked in test_web_database.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -436,3 +437,16 @@ async def test_pool_page_tables_page_on_their_own(tmp_path: Path, serve_app: Ser
         refused = await get(url + f"/ltc/?blocks_page={bad}")
         assert refused.status == 400 and "blocks_page: must be a whole number" in \
             refused.text, bad
+
+
+async def test_miner_without_shares_in_this_round_is_told_so(tmp_path: Path,
+                                                             serve_app: Serve):
+    """Right after a block the round is empty: the page says so in words, not "-"."""
+    two_pools(tmp_path)
+    reader = sample_reader()
+    reader.miner_figures[ALICE] = dataclasses.replace(
+        reader.miner_figures[ALICE], round_share=None, round_difficulty=0.0)
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": reader}))
+    balance = section((await get(f"{url}/ltc/miners/{ALICE}")).text, "balance")
+    assert "no shares in this round yet" in balance
+    assert "of the round's shares" not in balance
