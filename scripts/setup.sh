@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 # git and sqlite3: what `multipool init` installs in system mode, present so its test
 # needs no apt. systemd: systemd-analyze checks the generated units (nothing is started).
 # nginx: the web site `multipool init` generates is tested behind a real nginx.
+# chromium: the pages are tested in a real headless browser (tests/browser), driven by
+# Playwright with this system browser (Playwright's own browser download is not used).
 APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
-              postgresql mariadb-server git sqlite3 systemd nginx)
+              postgresql mariadb-server git sqlite3 systemd nginx chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
