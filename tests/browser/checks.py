@@ -33,6 +33,8 @@ class Watched:
     def open(self, url: str, *, expect_status: int = 200) -> Any:
         response = self.page.goto(url, wait_until="load")
         assert response is not None, f"no response for {url}"
+        # What the browser fetches on its own after the load (the favicon) counts too.
+        self.page.wait_for_load_state("networkidle")
         assert response.status == expect_status, (
             f"{url} answered {response.status}, expected {expect_status}")
         return response
