@@ -3,9 +3,11 @@
 Every ``interval`` seconds the engine writes ``status.json`` into the coin's public
 directory (``web/<prefix>/``, group-readable by the web user): the coin, its stratum ports
 and whether they are open, the daemon's sync state, hashrate and miners of the last ten
-minutes, the last block, blocks in 24 hours, the last payment. The web process reads these
-files and nothing else of the pool: it needs no secret and no access to the pool's
-database, which on SQLite only the pool user may open.
+minutes, the last block, blocks in 24 hours, the last payment, and where the pool's
+database is (``database``: the SQLite file, or host, port and name; never a credential)
+with ``coin.maturity``, the confirmations a block needs to be confirmed. The index page
+needs only this file; the pool and miner pages read the database it names, read-only
+(web/data.py).
 
 The file is replaced atomically (a temporary file renamed over it), so a reader never
 sees half of it; its ``updated`` time tells the reader whether the engine still runs.
@@ -31,8 +33,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from multipool.accounting.database import database_url, public_location
 from multipool.accounting.schema import CANDIDATE, blocks
 from multipool.accounting.stats import pool_activity
+from multipool.accounting.tracker import BlockTracker
 from multipool.atomicfile import write_atomically
 from multipool.chain.sync import SyncState
 from multipool.config import CoinConfig, format_coins, to_units
@@ -74,6 +78,7 @@ class PublicStatusWriter:
         self.services = services
         self.path = directory / STATUS_FILE
         self.logger = logger or logging.getLogger("multipool.public")
+        self.database_url = database_url(config)
 
     async def publish(self) -> None:
         """Write the status file once. When the database fails, the file is written
@@ -104,7 +109,10 @@ class PublicStatusWriter:
             "updated": now.isoformat(),
             "coin": {"prefix": config.coin.prefix, "name": config.coin.name,
                      "symbol": config.coin.symbol, "algorithm": config.coin.algorithm,
-                     "network": config.coin.network},
+                     "network": config.coin.network,
+                     "maturity": config.network.coinbase_maturity + BlockTracker.MARGIN},
+            # Where the web process reads the pool's history (never a credential).
+            "database": public_location(self.database_url),
             "stratum": {"open": engine.stratum_open,
                         "ports": [{"port": p.port, "difficulty": p.difficulty,
                                    "vardiff": p.vardiff, "tls": p.tls}

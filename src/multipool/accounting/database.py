@@ -47,6 +47,28 @@ def async_url(url: str) -> str:
         hide_password=False)
 
 
+def public_location(url: str) -> dict[str, object]:
+    """Given a database URL, return where the database is, for the web process to find
+    it: ``{"backend": "sqlite", "path": ABSOLUTE}`` or ``{"backend": "postgresql" |
+    "mysql", "host", "port", "name"}``. Never the user or the password.
+
+    >>> public_location("postgresql://ltcpool:secret@db.example:5433/multipool_ltc")
+    {'backend': 'postgresql', 'host': 'db.example', 'port': 5433, 'name': 'multipool_ltc'}
+    >>> public_location("sqlite:///pool/ltc/pool.db")["path"].endswith("/pool/ltc/pool.db")
+    True
+    """
+    parsed = make_url(async_url(url))
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return {"backend": "sqlite", "path": str(Path(parsed.database or "").resolve())}
+    # A Unix socket directory may come as ?host=/run/postgresql instead of a host name.
+    host = parsed.host or parsed.query.get("host") or "localhost"
+    if isinstance(host, tuple):
+        host = host[0]
+    return {"backend": "postgresql" if backend == "postgresql" else "mysql",
+            "host": host, "port": parsed.port, "name": parsed.database}
+
+
 def default_sqlite_url(directory: str | Path) -> str:
     """The embedded default: ``pool.db`` in the given directory."""
     return f"sqlite:///{Path(directory).resolve() / 'pool.db'}"

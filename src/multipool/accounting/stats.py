@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, false, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.schema import (
@@ -42,7 +42,14 @@ from multipool.accounting.schema import (
 )
 from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
 from multipool.errors import PoolError
-from multipool.stratum.protocol import OTHER
+from multipool.stratum.protocol import (
+    DUPLICATE,
+    JOB_NOT_FOUND,
+    LOW_DIFFICULTY,
+    NOT_SUBSCRIBED,
+    OTHER,
+    UNAUTHORIZED,
+)
 
 # The settings row holding the id of the last share rolled up.
 PROGRESS = "stats_last_share_id"
@@ -481,3 +488,234 @@ async def pool_activity(source: Source, *, algorithm: str, window_seconds: float
         last_block_status=None if block is None else block.status,
         last_payment_time=None if payment is None else payment.created,
         last_payment_status=None if payment is None else payment.status)
+
+
+# -- figures of the web pages ---------------------------------------------------------------
+
+# Stratum reject codes (stratum/protocol.py) as the pages name them.
+REJECT_REASONS = {
+    OTHER: "other",
+    JOB_NOT_FOUND: "stale",
+    DUPLICATE: "duplicate",
+    LOW_DIFFICULTY: "low difficulty",
+    UNAUTHORIZED: "unauthorized",
+    NOT_SUBSCRIBED: "not subscribed",
+}
+
+
+def reject_reason(code: int | None) -> str:
+    """Given a share's reject code, return the reason in words.
+
+    >>> reject_reason(21), reject_reason(None), reject_reason(99)
+    ('stale', 'other', 'code 99')
+    """
+    if code is None:
+        return REJECT_REASONS[OTHER]
+    return REJECT_REASONS.get(code, f"code {code}")
+
+
+def _by_reason(rows: Any) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for code, count in rows:
+        found[reject_reason(code)] += int(count)
+    return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """Accepted difficulty per window (whole minutes ending where the current minute
+    starts), and the accepted and rejected shares of the longest one."""
+
+    difficulty: dict[int, float]  # window seconds -> sum of accepted difficulty
+    accepted: int
+    rejected: int
+
+
+async def window_totals(source: Source, windows: tuple[int, ...], *,
+                        now: datetime | None = None,
+                        address: str | None = None) -> WindowTotals:
+    """Given windows of whole minutes, return the pool's (or one miner's) accepted
+    difficulty over each, read in one pass over the longest."""
+    bounds = {window: _window(window, now) for window in windows}
+    start, end = min(bounds.values())
+    columns = [func.coalesce(func.sum(case((stats_minute.c.minute >= bounds[w][0],
+                                            stats_minute.c.accepted_difficulty),
+                                           else_=0.0)), 0.0) for w in windows]
+    query = (select(*columns, func.coalesce(func.sum(stats_minute.c.accepted), 0),
+                    func.coalesce(func.sum(stats_minute.c.rejected), 0))
+             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end))
+    if address is not None:
+        query = query.where(stats_minute.c.address == address)
+    async with _connection(source) as connection:
+        row = (await connection.execute(query)).one()
+    return WindowTotals({w: float(row[i]) for i, w in enumerate(windows)},
+                        int(row[-2]), int(row[-1]))
+
+
+async def pool_rejects(source: Source, window_seconds: int, *,
+                       now: datetime | None = None) -> dict[str, int]:
+    """The pool's rejected shares by reason over a window of whole minutes."""
+    start, end = _window(window_seconds, now)
+    async with _connection(source) as connection:
+        rows = (await connection.execute(
+            select(stats_rejects.c.reject_code, func.sum(stats_rejects.c.count))
+            .where(stats_rejects.c.minute >= start, stats_rejects.c.minute < end)
+            .group_by(stats_rejects.c.reject_code))).all()
+    return _by_reason(rows)
+
+
+async def miner_rejects(source: Source, address: str, since: datetime,
+                        now: datetime | None = None) -> dict[str, int]:
+    """One miner's rejected shares by reason from ``since`` to ``now``, exact, from the
+    shares table (its index on address and time)."""
+    async with _connection(source) as connection:
+        rows = (await connection.execute(
+            select(shares.c.reject_code, func.count())
+            .where(shares.c.address == address, shares.c.time >= since,
+                   shares.c.time <= (now or datetime.now(UTC)),
+                   shares.c.accepted == false())
+            .group_by(shares.c.reject_code))).all()
+    return _by_reason(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerTotals:
+    """One miner over a window."""
+
+    address: str
+    difficulty: float  # accepted difficulty
+    workers: int
+    accepted: int
+    rejected: int
+
+
+async def miner_ranking(source: Source, window_seconds: int, *, limit: int, offset: int,
+                        now: datetime | None = None) -> tuple[list[MinerTotals], int]:
+    """Given a window of whole minutes, return one page of the miners that sent shares
+    in it, most accepted difficulty first (ties by address), and how many there are."""
+    start, end = _window(window_seconds, now)
+    in_window = (stats_minute.c.minute >= start, stats_minute.c.minute < end)
+    difficulty = func.sum(stats_minute.c.accepted_difficulty)
+    query = (select(stats_minute.c.address, difficulty,
+                    func.count(stats_minute.c.worker.distinct()),
+                    func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+             .where(*in_window).group_by(stats_minute.c.address)
+             .order_by(difficulty.desc(), stats_minute.c.address)
+             .limit(limit).offset(offset))
+    async with _connection(source) as connection:
+        rows = (await connection.execute(query)).all()
+        total = (await connection.execute(
+            select(func.count(stats_minute.c.address.distinct())).where(*in_window)
+        )).scalar_one()
+    return ([MinerTotals(address, float(d), int(w), int(a), int(r))
+             for address, d, w, a, r in rows], int(total))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTotals:
+    """One worker of a miner: accepted difficulty over the recent window, shares over
+    the long one, and its newest share."""
+
+    worker: str
+    recent_difficulty: float
+    accepted: int
+    rejected: int
+    last_share: datetime | None
+
+
+async def worker_totals(source: Source, address: str, *, recent_seconds: int,
+                        window_seconds: int,
+                        now: datetime | None = None) -> list[WorkerTotals]:
+    """Given a miner's address, return its workers that sent a share in the long window
+    (whole minutes; the newest share exact from the shares table, up to ``now``), with
+    their accepted difficulty over the recent window, sorted by name."""
+    start, end = _window(window_seconds, now)
+    recent_start, _ = _window(recent_seconds, now)
+    async with _connection(source) as connection:
+        fold = _fold(connection)
+        rolled = (await connection.execute(
+            select(stats_minute.c.worker,
+                   func.sum(case((stats_minute.c.minute >= recent_start,
+                                  stats_minute.c.accepted_difficulty), else_=0.0)),
+                   func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+            .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
+                   stats_minute.c.minute < end)
+            .group_by(stats_minute.c.worker))).all()
+        latest = (await connection.execute(
+            select(shares.c.worker, func.max(shares.c.time))
+            .where(shares.c.address == address, shares.c.time >= start,
+                   shares.c.time <= (now or datetime.now(UTC)))
+            .group_by(shares.c.worker))).all()
+    last_share = {fold(worker): as_utc(time) for worker, time in latest}
+    found = {fold(worker): WorkerTotals(worker, float(d or 0.0), int(a), int(r),
+                                        last_share.get(fold(worker)))
+             for worker, d, a, r in rolled}
+    for worker, time in latest:
+        if fold(worker) not in found:
+            found[fold(worker)] = WorkerTotals(worker, 0.0, 0, 0, as_utc(time))
+    return sorted(found.values(), key=lambda totals: totals.worker)
+
+
+def network_difficulty_in_shares(network_difficulty: float, algorithm: str) -> float:
+    """The daemon's network difficulty (sha256d difficulty-1 units) in the algorithm's
+    share units: the accepted difficulty a block takes on average (x 65536 for scrypt)."""
+    return network_difficulty * ALGORITHMS[algorithm].diff1_target / SHA256D_DIFF1_TARGET
+
+
+@dataclass(slots=True)
+class RoundTally:
+    """The current round's accepted difficulty per address, kept up to date by adding
+    only the shares written since the last look (:func:`update_round`).
+
+    The round starts after the newest block's last share (as :func:`round_effort`);
+    ``seen`` is the highest share id added. A new block starts a new tally."""
+
+    block_id: int | None = None
+    after: int = 0
+    seen: int = 0
+    network_difficulty: float | None = None
+    by_address: dict[str, float] | None = None
+    # MariaDB compares addresses ignoring case (see _fold): keys are then lowercase.
+    casefold: bool = False
+
+    @property
+    def total(self) -> float:
+        return sum((self.by_address or {}).values())
+
+    def of(self, address: str) -> float:
+        """The accepted difficulty of one address in the round."""
+        return (self.by_address or {}).get(address.lower() if self.casefold else address,
+                                           0.0)
+
+
+async def update_round(source: Source, tally: RoundTally) -> RoundTally:
+    """Given the tally of an earlier look (or a new one), return it brought up to date:
+    the same tally plus the shares written since, or a fresh one when a block was found
+    meanwhile. Relies on share ids becoming visible in id order (writer.py), as the
+    roll-up does."""
+    async with _connection(source) as connection:
+        fold = _fold(connection)
+        newest = (await connection.execute(
+            select(blocks.c.id, blocks.c.last_share_id, blocks.c.network_difficulty)
+            .where(blocks.c.status != CANDIDATE)
+            .order_by(blocks.c.id.desc()).limit(1))).first()
+        block_id = None if newest is None else newest.id
+        if tally.by_address is None or tally.block_id != block_id:
+            after = 0 if newest is None else newest.last_share_id or 0
+            tally = RoundTally(block_id=block_id, after=after, seen=after,
+                               network_difficulty=None if newest is None
+                               else float(newest.network_difficulty),
+                               by_address={}, casefold=fold is str.lower)
+        top = (await connection.execute(select(func.max(shares.c.id)))).scalar()
+        assert tally.by_address is not None
+        if top is not None and top > tally.seen:
+            rows = (await connection.execute(
+                select(shares.c.address, func.sum(shares.c.difficulty))
+                .where(shares.c.id > tally.seen, shares.c.id <= top,
+                       shares.c.accepted == true())
+                .group_by(shares.c.address))).all()
+            for address, difficulty in rows:
+                key = fold(address)
+                tally.by_address[key] = tally.by_address.get(key, 0.0) + float(difficulty)
+            tally.seen = top
+    return tally

@@ -60,9 +60,11 @@ class BlockTracker:
     # Longer than any submitblock takes: a candidate the daemon still does not know
     # after this long was never submitted (the engine died before) and is dropped.
     CANDIDATE_GRACE = 600.0
+    # Confirmations beyond the coinbase maturity before a block counts as confirmed.
+    MARGIN = 1
 
     def __init__(self, *, engine: AsyncEngine, daemon: ChainAPI, policy: RewardPolicy,
-                 maturity: int = 100, margin: int = 1, pool_tag: bytes | None = None,
+                 maturity: int = 100, margin: int = MARGIN, pool_tag: bytes | None = None,
                  payout_script: bytes | None = None,
                  first_scan_depth: int = FIRST_SCAN_DEPTH,
                  candidate_grace: float = CANDIDATE_GRACE,

@@ -12,10 +12,53 @@ many clients loading one page cost one query.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from multipool.accounting.history import (
+    BlockEntry,
+    batch_page,
+    block_page,
+    blocks_since,
+    has_history,
+    miner_money,
+    miner_payment_page,
+    newest_block,
+)
+from multipool.accounting.schema import blocks
+from multipool.accounting.stats import (
+    RoundTally,
+    WorkerTotals,
+    active_miners,
+    hashes_per_difficulty,
+    hashrate_history,
+    miner_ranking,
+    miner_rejects,
+    minute_of,
+    network_difficulty_in_shares,
+    pool_rejects,
+    update_round,
+    window_totals,
+    worker_totals,
+)
+from multipool.chain.pow import ALGORITHMS
+from multipool.ops.coins import WEB_SECRET  # the web role's password, by `coin add`
+from multipool.ops.databases import WEB_ROLE
+from multipool.web.cache import AnswerCache
+from multipool.web.status import PREFIX_RE, DatabaseLocation, PoolStatus, StatusReader
 
 T = TypeVar("T")
 
@@ -23,6 +66,30 @@ T = TypeVar("T")
 WINDOWS = (600, 3600, 86400)
 # The most rows one page of a list may hold (?per_page= above it is refused).
 MAX_PER_PAGE = 100
+# Pages past this are clamped to it (the caller refuses them first): keeps every offset
+# a small integer on every backend.
+MAX_PAGE = 1_000_000
+# The longest hashrate chart or miner window, in hours (the statistics are kept longer,
+# but a page never needs more).
+MAX_HOURS = 24 * 7
+RECENT, DAY = WINDOWS[0], WINDOWS[-1]
+
+# How long an answer is served before it is read again, in seconds.
+CACHE_SECONDS = 5.0
+# Answers kept per pool: every list page and miner asked for in the last seconds.
+CACHE_ENTRIES = 2048
+# Confirmations a block needs when the status does not say (an older engine): the
+# Bitcoin family's coinbase maturity and the block tracker's margin.
+DEFAULT_MATURITY = 101
+# Connections per pool's database: answers are cached, so a few serve any load.
+POOL_SIZE = 4
+CONNECT_TIMEOUT = 10  # seconds
+STATEMENT_TIMEOUT_MS = 10_000
+READ_BUSY_TIMEOUT_MS = 2_000
+# A database that could not be opened is tried again after this many seconds.
+RETRY_AFTER = 30.0
+# status.json is re-read (for the daemon's tip) at most this often, in seconds.
+STATUS_EVERY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,59 +199,385 @@ class MinerFigures:
 class PoolReader:
     """One pool's database, read-only, with a short cache per query and arguments.
 
-    Construction and the query bodies belong to the data layer; this is the interface
-    the pages, the API and the metrics use."""
+    ``engine`` is an engine on the pool's database that can only read (PoolReaders opens
+    it so); ``algorithm`` the coin's, for hashrates. ``tip`` (the daemon's height, for
+    confirmations) and ``maturity`` follow the pool's status.json: PoolReaders keeps them
+    current. ``clock`` gives "now" (tests pin it)."""
+
+    def __init__(self, engine: AsyncEngine, *, algorithm: str,
+                 maturity: int = DEFAULT_MATURITY, tip: int | None = None,
+                 offline_after: int = 10, cache_seconds: float = CACHE_SECONDS,
+                 clock: Callable[[], datetime] | None = None,
+                 logger: logging.Logger | None = None):
+        self.engine = engine
+        self.algorithm = algorithm
+        self.hashes_per_difficulty = hashes_per_difficulty(algorithm)
+        self.maturity = maturity
+        self.tip = tip
+        self.offline_after = offline_after
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.logger = logger or logging.getLogger("multipool.web.data")
+        self.cache = AnswerCache(cache_seconds, max_entries=CACHE_ENTRIES, logger=self.logger)
+        self._round = RoundTally()
+
+    # -- the pool ---------------------------------------------------------------------
 
     async def pool(self) -> PoolFigures:
-        raise NotImplementedError
+        return await self.cache.get(("pool",), self._pool)
+
+    async def _pool(self) -> PoolFigures:
+        now = self.clock()
+        async with self.engine.connect() as connection:
+            totals = await window_totals(connection, WINDOWS, now=now)
+            active = await active_miners(connection, RECENT, now=now)
+            found = await blocks_since(connection, now - timedelta(days=1))
+            last = await newest_block(connection)
+            rejects = await pool_rejects(connection, DAY, now=now)
+        tally = await self._round_tally()
+        effort = None
+        if tally.network_difficulty:
+            effort = tally.total / network_difficulty_in_shares(tally.network_difficulty,
+                                                                self.algorithm)
+        return PoolFigures(
+            hashrate=self._hashrates(totals.difficulty), miners=active.miners,
+            workers=active.workers, blocks_24h=found,
+            last_block=None if last is None else self._block_row(last),
+            round_effort=effort, accepted_24h=totals.accepted, rejects_24h=rejects)
 
     async def hashrate_series(self, address: str | None = None, *, hours: int = 24,
                               bucket_minutes: int = 10) -> tuple[HashratePoint, ...]:
         """The pool's (or one miner's) hashrate per bucket over the last ``hours``,
         oldest first, every bucket present (0.0 where no share came)."""
-        raise NotImplementedError
+        if hours <= 0 or bucket_minutes <= 0:
+            raise ValueError("hours and bucket_minutes must be positive")
+        hours, bucket_minutes = min(hours, MAX_HOURS), min(bucket_minutes, hours * 60)
+
+        async def compute() -> tuple[HashratePoint, ...]:
+            now = self.clock()
+            points = await hashrate_history(
+                self.engine, algorithm=self.algorithm,
+                since=minute_of(now) - timedelta(hours=hours), now=now,
+                bucket_seconds=bucket_minutes * 60, address=address)
+            return tuple(HashratePoint(time, rate) for time, rate in points)
+
+        return await self.cache.get(("series", address, hours, bucket_minutes), compute)
 
     async def blocks(self, page: int = 1, per_page: int = 20) -> Paged[BlockRow]:
-        """Newest first."""
-        raise NotImplementedError
+        """Newest first; candidates (not yet submitted) left out."""
+        page, per_page = _clamp(page, per_page)
+
+        async def compute() -> tuple[list[BlockEntry], int]:
+            return await block_page(self.engine, limit=per_page,
+                                    offset=(page - 1) * per_page)
+
+        entries, total = await self.cache.get(("blocks", page, per_page), compute)
+        # Confirmations follow the tip of now, not of when the rows were read.
+        return Paged(tuple(self._block_row(e) for e in entries), page, per_page, total)
 
     async def payments(self, page: int = 1, per_page: int = 20) -> Paged[PaymentRow]:
         """Newest first."""
-        raise NotImplementedError
+        page, per_page = _clamp(page, per_page)
+
+        async def compute() -> Paged[PaymentRow]:
+            entries, total = await batch_page(self.engine, limit=per_page,
+                                              offset=(page - 1) * per_page)
+            return Paged(tuple(PaymentRow(batch_id=e.id, time=e.created, txid=e.txid,
+                                          status=e.status, amount=e.total, fee=e.fee,
+                                          recipients=e.recipients) for e in entries),
+                         page, per_page, total)
+
+        return await self.cache.get(("payments", page, per_page), compute)
 
     async def miners(self, page: int = 1, per_page: int = 20, *,
                      window: int = 3600) -> Paged[MinerRow]:
         """Miners with shares in the window, highest hashrate first (page 1 = top)."""
-        raise NotImplementedError
+        page, per_page = _clamp(page, per_page)
+        if window <= 0 or window % 60 or window > MAX_HOURS * 3600:
+            raise ValueError(f"a window is whole minutes up to {MAX_HOURS} hours, "
+                             f"not {window} s")
+
+        async def compute() -> Paged[MinerRow]:
+            rows, total = await miner_ranking(self.engine, window, limit=per_page,
+                                              offset=(page - 1) * per_page,
+                                              now=self.clock())
+            scale = self.hashes_per_difficulty / window
+            return Paged(tuple(MinerRow(address=r.address, hashrate=r.difficulty * scale,
+                                        workers=r.workers, accepted=r.accepted,
+                                        rejected=r.rejected, window=window)
+                               for r in rows), page, per_page, total)
+
+        return await self.cache.get(("miners", page, per_page, window), compute)
+
+    # -- one miner --------------------------------------------------------------------
 
     async def miner(self, address: str) -> MinerFigures:
-        raise NotImplementedError
+        return await self.cache.get(("miner", address), partial(self._miner, address))
+
+    async def _miner(self, address: str) -> MinerFigures:
+        now = self.clock()
+        async with self.engine.connect() as connection:
+            seen = await has_history(connection, address)
+            totals = await window_totals(connection, WINDOWS, now=now, address=address)
+            money = await miner_money(connection, address)
+            workers = await worker_totals(connection, address, recent_seconds=RECENT,
+                                          window_seconds=DAY, now=now)
+            rejects = await miner_rejects(connection, address, now - timedelta(days=1),
+                                          now)
+        tally = await self._round_tally()
+        mine, pool = tally.of(address), tally.total
+        return MinerFigures(
+            address=address, has_history=seen,
+            hashrate=self._hashrates(totals.difficulty),
+            immature=money.immature, unpaid=money.unpaid, paid=money.paid,
+            workers=tuple(self._worker_row(w, now) for w in workers),
+            rejects_24h=rejects, round_share=mine / pool if pool > 0 else None,
+            round_difficulty=mine)
 
     async def miner_payments(self, address: str, page: int = 1,
                              per_page: int = 20) -> Paged[MinerPayment]:
         """Newest first."""
-        raise NotImplementedError
+        page, per_page = _clamp(page, per_page)
+
+        async def compute() -> Paged[MinerPayment]:
+            entries, total = await miner_payment_page(self.engine, address, limit=per_page,
+                                                      offset=(page - 1) * per_page)
+            return Paged(tuple(MinerPayment(batch_id=e.batch_id, time=e.created,
+                                            txid=e.txid, status=e.status, amount=e.amount)
+                               for e in entries), page, per_page, total)
+
+        return await self.cache.get(("miner_payments", address, page, per_page), compute)
 
     async def workers(self, address: str) -> tuple[WorkerRow, ...]:
         """The miner's workers seen in the last 24 h, by name."""
-        raise NotImplementedError
+        async def compute() -> tuple[WorkerRow, ...]:
+            now = self.clock()
+            found = await worker_totals(self.engine, address, recent_seconds=RECENT,
+                                        window_seconds=DAY, now=now)
+            return tuple(self._worker_row(w, now) for w in found)
+
+        return await self.cache.get(("workers", address), compute)
 
     async def close(self) -> None:
-        raise NotImplementedError
+        await self.cache.close()
+        await self.engine.dispose()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _round_tally(self) -> RoundTally:
+        async def compute() -> RoundTally:
+            self._round = await update_round(self.engine, self._round)
+            return self._round
+
+        return await self.cache.get(("round",), compute)
+
+    def _hashrates(self, difficulty: dict[int, float]) -> dict[int, float]:
+        return {window: difficulty[window] * self.hashes_per_difficulty / window
+                for window in WINDOWS}
+
+    def _block_row(self, entry: BlockEntry) -> BlockRow:
+        confirmations = None
+        if self.tip is not None and entry.status in ("pending", "confirmed"):
+            confirmations = max(0, self.tip - entry.height + 1)
+        return BlockRow(height=entry.height, hash=entry.hash, time=entry.time,
+                        status=entry.status, confirmations=confirmations,
+                        maturity=self.maturity, reward=entry.reward, effort=entry.effort,
+                        finder=entry.address, worker=entry.worker)
+
+    def _worker_row(self, totals: WorkerTotals, now: datetime) -> WorkerRow:
+        online = (totals.last_share is not None
+                  and now - totals.last_share <= timedelta(minutes=self.offline_after))
+        return WorkerRow(name=totals.worker,
+                         hashrate=totals.recent_difficulty * self.hashes_per_difficulty
+                         / RECENT,
+                         accepted=totals.accepted, rejected=totals.rejected,
+                         last_share=totals.last_share, online=online)
+
+
+def _clamp(page: int, per_page: int) -> tuple[int, int]:
+    """The caller validates ``page`` and ``per_page``; clamped here all the same, so no
+    argument can ask for more than MAX_PER_PAGE rows or an offset past any list."""
+    return min(max(1, page), MAX_PAGE), min(max(1, per_page), MAX_PER_PAGE)
+
+
+def sqlite_read_only_url(path: str) -> URL:
+    """The URL that opens a SQLite file read-only (SQLite's own ``mode=ro``: any write
+    is refused by SQLite, whatever the file's permissions)."""
+    return URL.create("sqlite+aiosqlite", database="file:" + quote(path),
+                      query={"mode": "ro", "uri": "true"})
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Belt and braces over mode=ro; and a reader may wait a moment for a checkpoint.
+    cursor.execute("PRAGMA query_only=1")
+    cursor.execute(f"PRAGMA busy_timeout={READ_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def open_read_only(location: DatabaseLocation, *, password: str | None) -> AsyncEngine:
+    """Given where a pool's database is and the web role's password (PostgreSQL,
+    MariaDB), return an engine that can only read it. Connects to nothing yet."""
+    if location.backend == "sqlite":
+        assert location.path is not None
+        engine = create_async_engine(sqlite_read_only_url(location.path),
+                                     pool_size=POOL_SIZE, max_overflow=0)
+        event.listen(engine.sync_engine, "connect", _sqlite_reader_pragmas)
+        return engine
+    host = location.host or "localhost"
+    socket = host.startswith("/")  # a Unix socket directory (PostgreSQL) or file
+    if location.backend == "postgresql":
+        url = URL.create("postgresql+asyncpg", username=WEB_ROLE, password=password,
+                         host=None if socket else host, port=location.port,
+                         database=location.name, query={"host": host} if socket else {})
+        return create_async_engine(
+            url, pool_size=POOL_SIZE, max_overflow=0, pool_pre_ping=True,
+            connect_args={"timeout": CONNECT_TIMEOUT, "server_settings": {
+                "default_transaction_read_only": "on",
+                "statement_timeout": str(STATEMENT_TIMEOUT_MS)}})
+    url = URL.create("mysql+aiomysql", username=WEB_ROLE, password=password,
+                     host=None if socket else host, port=location.port,
+                     database=location.name,
+                     query={"unix_socket": host} if socket else {})
+    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0,
+                                 pool_pre_ping=True,
+                                 connect_args={"connect_timeout": CONNECT_TIMEOUT})
+
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.close()
+
+    event.listen(engine.sync_engine, "connect", read_only)
+    return engine
+
+
+@dataclass(slots=True)
+class _Opened:
+    location: DatabaseLocation
+    reader: PoolReader
 
 
 class PoolReaders:
     """Every pool's reader, opened on first use from ``<root>/web/<prefix>/status.json``
-    (``database``) and, for PostgreSQL/MariaDB, ``<root>/web-database.secret``."""
+    (``database``) and, for PostgreSQL/MariaDB, ``<root>/web-database.secret``.
 
-    def __init__(self, root: Path, *, offline_after: int = 10):
+    A database that cannot be opened is logged once with the reason (and again when the
+    reason changes), retried after RETRY_AFTER seconds, and its pool gets None meanwhile.
+    A pool whose status names another database (moved, restored) gets a new reader."""
+
+    def __init__(self, root: Path, *, offline_after: int = 10,
+                 cache_seconds: float = CACHE_SECONDS,
+                 logger: logging.Logger | None = None):
         self.root = root
         self.offline_after = offline_after
+        self.cache_seconds = cache_seconds
+        self.logger = logger or logging.getLogger("multipool.web.data")
+        self.statuses = StatusReader(root, logger=self.logger)
+        self._opened: dict[str, _Opened] = {}
+        self._failed: dict[str, tuple[str, float]] = {}  # prefix -> (reason, when)
+        self._status: dict[str, tuple[float, PoolStatus | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, prefix: str) -> PoolReader | None:
         """The pool's reader; None when its database cannot be opened (the pages then
         show what status.json says and that the statistics are unavailable)."""
-        raise NotImplementedError
+        if not PREFIX_RE.fullmatch(prefix):
+            return None
+        status = self._read_status(prefix)
+        if status is None or status.database is None:
+            self._fail(prefix, "its status.json does not say where its database is "
+                               "(no status yet, or an engine older than this web)")
+            return None
+        opened = self._opened.get(prefix)
+        if opened is not None and opened.location == status.database:
+            self._follow(opened.reader, status)
+            return opened.reader
+        lock = self._locks.setdefault(prefix, asyncio.Lock())
+        async with lock:
+            opened = self._opened.get(prefix)
+            if opened is not None and opened.location == status.database:
+                return opened.reader
+            if opened is not None:
+                del self._opened[prefix]
+                await opened.reader.close()
+            failed = self._failed.get(prefix)
+            if failed is not None and time.monotonic() - failed[1] < RETRY_AFTER:
+                return None
+            reader = await self._open(prefix, status)
+            if reader is None:
+                return None
+            self._opened[prefix] = _Opened(status.database, reader)
+            return reader
 
     async def close(self) -> None:
-        raise NotImplementedError
+        opened, self._opened = self._opened, {}
+        for entry in opened.values():
+            await entry.reader.close()
+
+    def _read_status(self, prefix: str) -> PoolStatus | None:
+        """The pool's status, read at most once a second (each request asks)."""
+        now = time.monotonic()
+        cached = self._status.get(prefix)
+        if cached is not None and now - cached[0] < STATUS_EVERY:
+            return cached[1]
+        read = self.statuses.read(prefix)
+        status = read if isinstance(read, PoolStatus) else None
+        self._status[prefix] = (now, status)
+        return status
+
+    def _follow(self, reader: PoolReader, status: PoolStatus) -> None:
+        reader.tip = status.blocks
+        if status.maturity is not None:
+            reader.maturity = status.maturity
+
+    async def _open(self, prefix: str, status: PoolStatus) -> PoolReader | None:
+        location = status.database
+        assert location is not None
+        if status.algorithm not in ALGORITHMS:
+            self._fail(prefix, f"its status.json names no known algorithm "
+                               f"({status.algorithm!r})")
+            return None
+        password = None
+        if location.backend != "sqlite":
+            try:
+                password = (self.root / WEB_SECRET).read_text().strip()
+            except OSError as exc:
+                self._fail(prefix, f"cannot read {self.root / WEB_SECRET}: {exc.strerror}")
+                return None
+        engine = open_read_only(location, password=password)
+        try:
+            # Opens the file or logs in, and finds the schema: a database not yet
+            # migrated is not one to read.
+            async with engine.connect() as connection:
+                await connection.execute(select(func.count()).select_from(blocks))
+        except (SQLAlchemyError, OSError) as exc:
+            await engine.dispose()
+            self._fail(prefix, f"cannot read its database ({_where(location)}): "
+                               f"{_reason(exc)}")
+            return None
+        if self._failed.pop(prefix, None) is not None:
+            self.logger.info("pool %s: its database is readable again (%s)", prefix,
+                             _where(location))
+        reader = PoolReader(engine, algorithm=status.algorithm,
+                            maturity=status.maturity or DEFAULT_MATURITY, tip=status.blocks,
+                            offline_after=self.offline_after,
+                            cache_seconds=self.cache_seconds, logger=self.logger)
+        return reader
+
+    def _fail(self, prefix: str, reason: str) -> None:
+        previous = self._failed.get(prefix)
+        self._failed[prefix] = (reason, time.monotonic())
+        if previous is None or previous[0] != reason:
+            self.logger.warning("pool %s: statistics unavailable: %s", prefix, reason)
+
+
+def _where(location: DatabaseLocation) -> str:
+    if location.backend == "sqlite":
+        return str(location.path)
+    return f"{location.backend} {location.host}:{location.port or 'default'}/{location.name}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's statement and parameters."""
+    original = getattr(exc, "orig", None)
+    return str(original if original is not None else exc) or type(exc).__name__

@@ -85,6 +85,23 @@ class ServiceHealth:
         return self.state == "degraded"
 
 
+DATABASE_BACKENDS = ("sqlite", "postgresql", "mysql")
+# A path or host name: longer than any the engine would publish is not one.
+MAX_LOCATION = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseLocation:
+    """Where a pool's database is, as its engine publishes it: the SQLite file (``path``,
+    absolute), or the server's ``host``, ``port`` and database ``name``."""
+
+    backend: str  # one of DATABASE_BACKENDS
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+    name: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class PoolStatus:
     """One status.json, validated. Every fact but ``updated`` may be unknown (None)."""
@@ -115,6 +132,10 @@ class PoolStatus:
     last_payment_status: str | None = None
     # None: the engine reports no services (an older engine).
     services: tuple[ServiceHealth, ...] | None = None
+    # Confirmations a block needs to be confirmed; None from an older engine.
+    maturity: int | None = None
+    # None: an older engine, which does not say where its database is.
+    database: DatabaseLocation | None = None
 
     @property
     def degraded(self) -> tuple[ServiceHealth, ...]:
@@ -247,6 +268,8 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
     blocks, payments = top.obj("blocks"), top.obj("payments")
     return PoolStatus(
         services=_parse_services(document.get("services")),
+        maturity=coin.integer("maturity", maximum=1_000_000),
+        database=_parse_database(document.get("database")),
         updated=updated,
         name=coin.text("name"), symbol=coin.text("symbol"),
         algorithm=coin.text("algorithm"), network=coin.text("network"),
@@ -264,6 +287,35 @@ def parse_status(data: bytes, prefix: str) -> PoolStatus:
         last_payment_time=payments.time("last_time"),
         last_payment_status=payments.text("last_status"),
     )
+
+
+def _parse_database(raw: object) -> DatabaseLocation | None:
+    """``database``: {"backend": "sqlite", "path": ABS} or {"backend": "postgresql" |
+    "mysql", "host": str, "port": int | null, "name": str}; None when absent."""
+    if raw is None:
+        return None
+    entry = _Object(raw, "database.")
+    backend = entry.data.get("backend")
+    if backend not in DATABASE_BACKENDS:
+        raise entry._error("backend", " or ".join(repr(b) for b in DATABASE_BACKENDS),
+                           backend)
+
+    def location(key: str) -> str:
+        value = entry.data.get(key)
+        if not (isinstance(value, str) and 0 < len(value) <= MAX_LOCATION
+                and "\0" not in value):
+            raise entry._error(key, f"a non-empty string of at most {MAX_LOCATION} "
+                               "characters", value)
+        return value
+
+    if backend == "sqlite":
+        path = location("path")
+        if not path.startswith("/"):
+            raise entry._error("path", "an absolute path", path)
+        return DatabaseLocation(backend, path=path)
+    return DatabaseLocation(backend, host=location("host"),
+                            port=entry.integer("port", minimum=1, maximum=65535),
+                            name=location("name"))
 
 
 def _parse_services(raw: object) -> tuple[ServiceHealth, ...] | None:
