@@ -11,6 +11,7 @@ payments) and from the daemon, not from the web process's code.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from tests.browser.conftest import Site
 WINDOW_LABEL = re.compile(r"10\s*min")
 SCRYPT_HASHES_PER_DIFFICULTY = 2**16
 PAGES = ("index", "pool", "miner")
+# The pages refresh every 30 s (base.html); a little more for the refresh to load.
+REFRESH_WITHIN = 40
 
 
 def page_path(site: Site, page: str) -> str:
@@ -223,3 +226,30 @@ def test_dark_mode(browser: Any, site: Site, page: str):
     assert relative_luminance(text) > 0.4, f"dark mode text is {text} on {background}"
     # The same page without the dark preference is light: the emulation took effect.
     assert relative_luminance(colours["light"][0]) > 0.6, colours["light"]
+
+
+def test_auto_refresh_keeps_the_scroll_position(browser: Any, site: Site):
+    """The pool page refreshes itself (the issue: auto-refresh that does not lose the
+    scroll position): scrolled down on a phone, it is still there after a refresh."""
+    with watched_page(browser, viewport=PHONE, mobile=True) as w:
+        w.open(site.url(f"/{site.prefix}/"))
+        room = w.page.evaluate("document.documentElement.scrollHeight - window.innerHeight")
+        assert room > 300, "the pool page is too short on a phone to scroll"
+        target = min(800, int(room))
+        w.page.evaluate(f"window.scrollTo(0, {target})")
+        w.page.wait_for_function(f"Math.abs(window.scrollY - {target}) <= 2")
+        refreshed: list[str] = []
+        w.page.on("response", lambda response: refreshed.append(response.url)
+                  if response.url.startswith(site.base) and "/static/" not in response.url
+                  else None)
+        deadline = time.monotonic() + REFRESH_WITHIN
+        while not refreshed and time.monotonic() < deadline:
+            w.page.wait_for_timeout(500)
+        assert refreshed, f"the pool page did not refresh within {REFRESH_WITHIN} s"
+        w.page.wait_for_load_state("networkidle")
+        w.page.wait_for_timeout(500)
+        position = w.page.evaluate("window.scrollY")
+        assert abs(position - target) <= 40, (
+            f"scrolled to {target} px, at {position} px after the refresh "
+            f"({refreshed[0]})")
+        w.check_clean()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -163,18 +164,20 @@ def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
 
 @contextlib.contextmanager
 def web_process(root: Path, *, port: int | None = None, public_host: str = "127.0.0.1",
-                options: tuple[str, ...] = (), log: Path | None = None
+                options: tuple[str, ...] = (), log: Path | None = None, nice: int = 0
                 ) -> Iterator[str]:
-    """Run `multipool web serve` for ``root`` on 127.0.0.1 (a free port unless given);
-    yield its base URL (``http://127.0.0.1:PORT``) once /healthz answers. The process is
-    stopped (SIGTERM, then SIGKILL) when the block ends, however it ends."""
+    """Run `multipool web serve` for ``root`` on 127.0.0.1 (a free port unless given),
+    at the given nice value; yield its base URL (``http://127.0.0.1:PORT``) once /healthz
+    answers. The process is stopped (SIGTERM, then SIGKILL) when the block ends, however
+    it ends."""
     port = port or free_port()
     log = log or root / "web.log"
     argv = [sys.executable, "-m", "multipool.cli", "web", "serve", "--root", str(root),
             "--listen", f"127.0.0.1:{port}", "--public-host", public_host,
             "--metrics-listen", "", "--allow-root", "--log-level", "warning", *options]
     with open(log, "wb") as output:
-        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
+                                   preexec_fn=(lambda: os.nice(nice)) if nice else None)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
