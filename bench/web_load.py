@@ -7,15 +7,18 @@ reward snapshots), 24 payment batches of 100 miners each and every miner's balan
 ``status.json`` written by the engine's own ``PublicStatusWriter`` every 10 s (a child
 process, as the engine would); a real `multipool web serve` reading it, behind a
 throwaway nginx on loopback with the site multipool generates (its rate limit raised: the
-clients all come from 127.0.0.1). 200 concurrent aiohttp clients (in ``--load-processes``
-processes) cycle through the index, the pool page, a miner page and the miner API (a
-random one of the 1,000 miners each time): requests/s and p50/p99 latency per URL.
+clients all come from 127.0.0.1; at nice 10, as its systemd unit runs it). 200 concurrent
+aiohttp clients (in ``--load-processes`` processes at nice 19: in production they are
+elsewhere) cycle through the index, the pool page, a miner page and the miner API (a
+random one of the 1,000 miners each time): requests/s and p50/p99 latency per URL. Twice:
+each client pausing about ``--think`` seconds between pages (people reading them), then
+with no pause at all (the most the server answers: its latency is then mostly queueing).
 
 The stratum side: a real pool engine (``engine.run_pool`` in its own process, as `pool
 serve`, status every 5 s) on a litecoind regtest pair, with a CPU miner sending shares
 through the stratum port (blocks skipped: in regtest every other share is a block, and
-block submissions are not what is measured). Twice: without web load, then while the
-200 clients load pages. Per phase: the share reply latency (p50/p99/max, measured by the
+block submissions are not what is measured): without web load, then during each of the
+two web phases. Per phase: the share reply latency (p50/p99/max, measured by the
 miner from sending a share to reading its reply) and the engine's event loop lateness
 (p99 and max over the last minute, the ``counters.loop_lag`` of its status.json).
 Targets (issue 9): page p99 < 50 ms, stratum loop p99 stall < 10 ms. Nothing is asserted:
