@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from multipool.accounting.database import create_engine
 from multipool.accounting.migrate import head_revision, upgrade
+from multipool.accounting.schema import metadata
 from multipool.errors import ConfigError
 from multipool.ops.changes import Change
 from multipool.ops.databases import (
@@ -342,3 +343,18 @@ async def test_refuses_to_run_inside_an_event_loop():
     with pytest.raises(DatabaseSetupError, match=re.escape("127.0.0.1:1")):
         await asyncio.to_thread(coin_database_plan, "postgresql://admin@127.0.0.1:1/postgres",
                                 "ltc", password="x", web_password="y")
+
+
+def test_the_web_role_reads_every_table_of_the_newest_schema(admin_url: str):
+    """Every table the migrations create (including the later ones, e.g. revision
+    0005's stats_pool_minute) is readable by the web role, and none writable."""
+    prefix = new_prefix()
+    url = set_up(admin_url, prefix, generate_password())
+    asyncio.run(_migrate(url))
+    web = web_database_url(admin_url, prefix, WEB_PASSWORD)
+    tables = sorted(metadata.tables)
+    assert "stats_pool_minute" in tables and len(tables) >= 14
+    for table in tables:
+        assert sql(web, f"SELECT count(*) FROM {table}") == [(0,)], table
+    assert error_code(web, "DELETE FROM stats_pool_minute") in DENIED
+    assert error_code(web, "INSERT INTO balances (address, amount) VALUES ('x', 1)") in DENIED

@@ -23,6 +23,7 @@ from multipool.accounting.schema import (
     settings,
     shares,
     stats_minute,
+    stats_pool_minute,
     stats_rejects,
 )
 from multipool.accounting.stats import (
@@ -323,7 +324,13 @@ async def test_prune_stats(engine: AsyncEngine):
     minutes, rejects = tally(rows)
     old = sum(key[0] < cutoff for key in minutes) + sum(key[0] < cutoff for key in rejects)
     assert old > 0
-    assert await prune_stats(engine, cutoff) == old
+    # ... and the pool's row of each of those minutes (stats_pool_minute).
+    old_pool_minutes = len({key[0] for key in minutes if key[0] < cutoff})
+    assert await prune_stats(engine, cutoff) == old + old_pool_minutes
+    async with engine.connect() as connection:
+        kept = (await connection.execute(select(stats_pool_minute.c.minute))).scalars().all()
+    assert sorted(utc(minute) for minute in kept) == sorted(
+        {key[0] for key in minutes if key[0] >= cutoff})
     assert await stored(engine) == (
         {key: value for key, value in minutes.items() if key[0] >= cutoff},
         Counter({key: value for key, value in rejects.items() if key[0] >= cutoff}))

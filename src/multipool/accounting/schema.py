@@ -157,6 +157,8 @@ payments = Table(
     # miners pay it; the balance was debited by the sum.
     Column("amount", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False, default=0, server_default="0"),
+    # A miner's payments and paid total (the web's miner page).
+    Index(None, "address"),
 )
 
 payment_inputs = Table(
@@ -212,6 +214,16 @@ stats_minute = Table(
     Column("accepted_difficulty", FLOAT64, nullable=False),
     Column("rejected", Integer, nullable=False),
     Index(None, "address", "minute"),
+)
+
+stats_pool_minute = Table(
+    "stats_pool_minute", metadata,
+    # The pool's shares per minute (stats_minute summed over miners and workers): the
+    # pool's hashrate over 24 hours reads 1,440 rows instead of every miner's.
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("accepted", Integer, nullable=False),
+    Column("accepted_difficulty", FLOAT64, nullable=False),
+    Column("rejected", Integer, nullable=False),
 )
 
 stats_rejects = Table(

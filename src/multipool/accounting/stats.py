@@ -1,9 +1,10 @@
 """Share statistics: shares rolled up per minute, and the figures the web pages show.
 
 :class:`StatsRoller` adds new shares, in id order, to ``stats_minute`` (per minute,
-address and worker: accepted count, accepted difficulty, rejected count) and to
-``stats_rejects`` (per minute and stratum reject code). Each chunk of shares is read,
-added and recorded as rolled (settings row ``stats_last_share_id``) in one transaction,
+address and worker: accepted count, accepted difficulty, rejected count), to
+``stats_pool_minute`` (the same summed over the pool) and to ``stats_rejects`` (per
+minute and stratum reject code). Each chunk of shares is read, added and recorded as
+rolled (settings row ``stats_last_share_id``) in one transaction,
 so a crash neither counts a share twice nor skips one. This relies on share ids becoming
 visible in id order, which the coin's single share writer guarantees (writer.py).
 
@@ -38,6 +39,7 @@ from multipool.accounting.schema import (
     settings,
     shares,
     stats_minute,
+    stats_pool_minute,
     stats_rejects,
 )
 from multipool.chain.pow import ALGORITHMS, SHA256D_DIFF1_TARGET
@@ -136,6 +138,14 @@ _ADD_MINUTE = (
             + bindparam("d_difficulty"),
             rejected=stats_minute.c.rejected + bindparam("d_rejected")))
 
+_ADD_POOL_MINUTE = (
+    update(stats_pool_minute)
+    .where(stats_pool_minute.c.minute == bindparam("k_minute"))
+    .values(accepted=stats_pool_minute.c.accepted + bindparam("d_accepted"),
+            accepted_difficulty=stats_pool_minute.c.accepted_difficulty
+            + bindparam("d_difficulty"),
+            rejected=stats_pool_minute.c.rejected + bindparam("d_rejected")))
+
 _ADD_REJECTS = (
     update(stats_rejects)
     .where(stats_rejects.c.minute == bindparam("k_minute"),
@@ -190,6 +200,31 @@ async def _add_minutes(connection: AsyncConnection,
         await connection.execute(_ADD_MINUTE, updates)
     if inserts:
         await connection.execute(insert(stats_minute), inserts)
+
+
+async def _add_pool_minutes(connection: AsyncConnection,
+                            tallies: dict[tuple[datetime, str, str], _Tally]) -> None:
+    """Add the tallies, summed per minute, to stats_pool_minute."""
+    pool: dict[datetime, _Tally] = {}
+    for (minute, _, _), tally in tallies.items():
+        total = pool.setdefault(minute, _Tally("", ""))
+        total.accepted += tally.accepted
+        total.difficulty += tally.difficulty
+        total.rejected += tally.rejected
+    if not pool:
+        return
+    stored = {as_utc(minute) for minute in (await connection.execute(
+        select(stats_pool_minute.c.minute)
+        .where(stats_pool_minute.c.minute >= min(pool),
+               stats_pool_minute.c.minute <= max(pool)))).scalars()}
+    updates = [{"k_minute": minute, "d_accepted": t.accepted, "d_difficulty": t.difficulty,
+                "d_rejected": t.rejected} for minute, t in pool.items() if minute in stored]
+    inserts = [{"minute": minute, "accepted": t.accepted, "accepted_difficulty": t.difficulty,
+                "rejected": t.rejected} for minute, t in pool.items() if minute not in stored]
+    if updates:
+        await connection.execute(_ADD_POOL_MINUTE, updates)
+    if inserts:
+        await connection.execute(insert(stats_pool_minute), inserts)
 
 
 async def _add_rejects(connection: AsyncConnection,
@@ -262,6 +297,7 @@ class StatsRoller:
             # rolled these shares since they were read.
             await _set_progress(connection, last, rows[-1].id)
             await _add_minutes(connection, tallies)
+            await _add_pool_minutes(connection, tallies)
             await _add_rejects(connection, rejects)
         return len(rows)
 
@@ -270,7 +306,7 @@ async def prune_stats(engine: AsyncEngine, older_than: datetime) -> int:
     """Delete the statistics of minutes before ``older_than``; return the rows deleted."""
     async with engine.begin() as connection:
         deleted = 0
-        for table in (stats_minute, stats_rejects):
+        for table in (stats_minute, stats_pool_minute, stats_rejects):
             result = await connection.execute(delete(table).where(table.c.minute < older_than))
             deleted += result.rowcount
     return deleted
@@ -345,11 +381,15 @@ async def hashrate_history(source: Source, *, algorithm: str, since: datetime,
     end = minute_of(now or datetime.now(UTC))
     count = max(0, math.ceil((end - minute_of(since)).total_seconds() / bucket_seconds))
     start = end - timedelta(seconds=count * bucket_seconds)
-    query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
-             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
-             .group_by(stats_minute.c.minute))
-    if address is not None:
-        query = query.where(stats_minute.c.address == address)
+    if address is None:  # the pool's own per-minute sums: one row a minute
+        query = (select(stats_pool_minute.c.minute, stats_pool_minute.c.accepted_difficulty)
+                 .where(stats_pool_minute.c.minute >= start,
+                        stats_pool_minute.c.minute < end))
+    else:
+        query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
+                 .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
+                        stats_minute.c.minute < end)
+                 .group_by(stats_minute.c.minute))
     async with _connection(source) as connection:
         rows = (await connection.execute(query)).all()
     totals = [0.0] * count
@@ -538,12 +578,14 @@ async def window_totals(source: Source, windows: tuple[int, ...], *,
     difficulty over each, read in one pass over the longest."""
     bounds = {window: _window(window, now) for window in windows}
     start, end = min(bounds.values())
-    columns = [func.coalesce(func.sum(case((stats_minute.c.minute >= bounds[w][0],
-                                            stats_minute.c.accepted_difficulty),
+    # The pool's from its own per-minute sums: a day is 1,440 rows, not every miner's.
+    table = stats_pool_minute if address is None else stats_minute
+    columns = [func.coalesce(func.sum(case((table.c.minute >= bounds[w][0],
+                                            table.c.accepted_difficulty),
                                            else_=0.0)), 0.0) for w in windows]
-    query = (select(*columns, func.coalesce(func.sum(stats_minute.c.accepted), 0),
-                    func.coalesce(func.sum(stats_minute.c.rejected), 0))
-             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end))
+    query = (select(*columns, func.coalesce(func.sum(table.c.accepted), 0),
+                    func.coalesce(func.sum(table.c.rejected), 0))
+             .where(table.c.minute >= start, table.c.minute < end))
     if address is not None:
         query = query.where(stats_minute.c.address == address)
     async with _connection(source) as connection:

@@ -1,52 +1,42 @@
-"""The web app: the index page of every pool, the JSON API, the health check.
+"""The web app: the pages (every pool, one pool, one miner), the JSON API (``/api/v1``,
+described by ``/openapi.json`` and ``/api/docs``), the health check and static files.
 
-It reads only ``<root>/web/<prefix>/status.json`` (see :mod:`multipool.web.status`) and
-its own static directory, holds no secret, and writes nothing.
+It reads ``<root>/web/<prefix>/status.json`` (see :mod:`multipool.web.status`), each
+pool's database read-only (:mod:`multipool.web.data`) and its own static directory; it
+holds no secret and writes nothing. Endpoints are async and never block the event loop:
+the status files are read in a worker thread, the databases through async drivers.
 """
 
 from __future__ import annotations
 
-import hashlib
-from datetime import UTC, datetime
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from multipool.web.display import (
-    format_age,
-    format_coins,
-    format_hashrate,
-    format_number,
-    format_utc,
-    plural,
-    window_text,
-)
+from multipool.web import openapi
+from multipool.web.api import LIVE_HEADERS, ROUTES, Api
+from multipool.web.data import PoolReaders
+from multipool.web.http import ApiGuard, RateLimiter
+from multipool.web.links import SubdomainRouting
+from multipool.web.pages import STATIC, Pages
+from multipool.web.params import BadInput
 from multipool.web.settings import WebSettings
-from multipool.web.status import HASHRATE_WINDOW, STALE_AFTER, StatusReader, stratum_url
+from multipool.web.site import Site, StatsUnavailable, UnknownPool
+from multipool.web.status import StatusReader
 
-HERE = Path(__file__).parent
-TEMPLATES = HERE / "templates"
-STATIC = HERE / "static"
-# Static URLs carry a hash of the file (?v=...), so a long cache never serves old CSS.
+# Static URLs carry a hash of the file (?v=...), so a long cache never serves old files.
 STATIC_MAX_AGE = 7 * 24 * 3600
-
-# Pages and API answers are live: never from a cache.
-LIVE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-# The page uses its own stylesheet and nothing else: no script, no frame, no form.
-PAGE_HEADERS = {
-    **LIVE_HEADERS,
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 
 
 class _StaticFiles(StaticFiles):
@@ -61,59 +51,96 @@ class _StaticFiles(StaticFiles):
         return response
 
 
-def _asset_versions() -> dict[str, str]:
-    """Each static file's name -> a short hash of its content, for cache-busting URLs."""
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-            for path in STATIC.iterdir() if path.is_file()}
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path == "/openapi.json"
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
-    env.filters.update(hashrate=format_hashrate, age=format_age, number=format_number,
-                       coins=format_coins, plural=plural, utc=format_utc)
-    return env
-
-
-def create_app(*, root: Path, settings: WebSettings) -> Starlette:
+def create_app(*, root: Path, settings: WebSettings,
+               readers: PoolReaders | None = None) -> Starlette:
     """Given the server's root directory and the web settings (the public host name
-    miners connect to, ...), return the web app.
+    miners connect to, routing, proxies, CORS, rate limit, ...), return the web app.
+    ``readers`` replaces the pools' database readers (tests).
 
     >>> create_app(root=Path("/opt/multipool"),
     ...            settings=WebSettings(public_host="pool.example.org")).routes[0].path
     '/'
     """
-    public_host = settings.public_host
-    reader = StatusReader(root)
-    env = _environment()
-    versions = _asset_versions()
+    status = StatusReader(root)
+    pool_readers = readers or PoolReaders(root, offline_after=settings.offline_after)
+    site = Site(status=status, readers=pool_readers, settings=settings)
+    pages, api = Pages(site), Api(site)
+    handlers = api.handlers()
 
-    def static_url(request: Request, name: str) -> str:
-        return f"{request.scope.get('root_path', '')}/static/{name}?v={versions[name]}"
-
-    def index(request: Request) -> Response:
-        views = reader.views()
-        html = env.get_template("index.html").render(
-            pools=views, public_host=public_host, stale_after=int(STALE_AFTER),
-            hashrate_window=window_text(HASHRATE_WINDOW),
-            stylesheet=static_url(request, "style.css"), stratum_url=stratum_url,
-            api_url=f"{request.scope.get('root_path', '')}/api/pools",
-            now=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
-        return HTMLResponse(html, headers=PAGE_HEADERS)
-
-    def api_pools(request: Request) -> Response:
-        return JSONResponse([view.as_json(public_host) for view in reader.views()],
+    async def api_pools(request: Request) -> Response:
+        views = await site.views()
+        return JSONResponse([view.as_json(settings.public_host) for view in views],
                             headers=LIVE_HEADERS)
 
-    def healthz(request: Request) -> Response:
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi.document(f"{request.scope.get('root_path', '')}/"),
+                            headers=LIVE_HEADERS)
+
+    async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok", headers=LIVE_HEADERS)
 
-    # Plain (def) endpoints run in Starlette's thread pool: the file reads and the
-    # rendering never hold up the event loop.
-    return Starlette(routes=[
-        Route("/", index),
+    def error(request: Request, status: int, title: str, message: str,
+              prefix: str | None = None) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"error": {"status": status, "message": message}},
+                                status_code=status, headers=LIVE_HEADERS)
+        return pages.error(request, status, title, message, prefix)
+
+    async def bad_input(request: Request, exc: Exception) -> Response:
+        return error(request, 400, "Bad request", str(exc),
+                     request.path_params.get("prefix"))
+
+    async def unknown_pool(request: Request, exc: Exception) -> Response:
+        return error(request, 404, "No such pool",
+                     f"{exc}. The pools of this server are listed on the front page.")
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        return error(request, 503, "Statistics unavailable", str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error(request, 404, "Not found", f"nothing at {request.url.path[:200]}")
+        response = error(request, exc.status_code, "Request refused", str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            # The database connections end with the process, cleanly.
+            await asyncio.shield(pool_readers.close())
+
+    routes: list[BaseRoute] = [
+        Route("/", pages.index),
         Route("/api/pools", api_pools),
+        Route("/openapi.json", openapi_json),
+        Route("/api/docs", pages.api_docs),
         Route("/healthz", healthz),
+        *(Route(r.path, handlers[r.name], name=f"api-{r.name}") for r in ROUTES),
         Mount("/static", _StaticFiles(directory=STATIC), name="static"),
-    ])
+        Route("/{prefix}/", pages.pool, name="pool"),
+        Route("/{prefix}/miners/", pages.search, name="search"),
+        Route("/{prefix}/miners/{address:path}", pages.miner, name="miner"),
+    ]
+    middleware = [
+        Middleware(SubdomainRouting, public_host=settings.public_host)
+        if settings.routing == "subdomain" else None,
+        Middleware(ApiGuard, trusted_proxies=settings.trusted_proxies,
+                   cors_origins=settings.cors_origins,
+                   limiter=RateLimiter(settings.rate_limit)),
+    ]
+    app = Starlette(routes=routes, middleware=[m for m in middleware if m is not None],
+                    exception_handlers={BadInput: bad_input, UnknownPool: unknown_pool,
+                                        StatsUnavailable: unavailable,
+                                        HTTPException: http_error},
+                    lifespan=lifespan)
+    app.state.readers = pool_readers
+    return app

@@ -26,6 +26,7 @@ T = TypeVar("T")
 class _Entry:
     value: Any
     at: float  # monotonic time the value was computed
+    ttl: float
 
 
 class AnswerCache:
@@ -41,35 +42,39 @@ class AnswerCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._running: dict[Hashable, asyncio.Task[Any]] = {}
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]], *,
+                  ttl: float | None = None) -> T:
         """The answer for ``key``: cached, or from ``compute()`` (one call at a time per
-        key). An exception of ``compute`` reaches every caller waiting for it and is not
-        cached."""
+        key). ``ttl`` overrides the cache's for this key (never to caching where the
+        cache has none). An exception of ``compute`` reaches every caller waiting for it
+        and is not cached."""
         if self.ttl <= 0:
             return await compute()
+        ttl = self.ttl if ttl is None else ttl
         entry = self._entries.get(key)
         if entry is not None:
             age = self.clock() - entry.at
-            if age < self.ttl:
+            if age < entry.ttl:
                 self._entries.move_to_end(key)
                 return entry.value  # type: ignore[no-any-return]
-            if age < 2 * self.ttl:
+            if age < 2 * entry.ttl:
                 self._entries.move_to_end(key)
                 if key not in self._running:
-                    self._start(key, compute)
+                    self._start(key, compute, ttl)
                 return entry.value  # type: ignore[no-any-return]
-        task = self._running.get(key) or self._start(key, compute)
+        task = self._running.get(key) or self._start(key, compute, ttl)
         # Shielded: one caller going away (a closed connection) must not cancel the
         # computation the others wait for.
         return await asyncio.shield(task)  # type: ignore[no-any-return]
 
-    def _start(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+    def _start(self, key: Hashable, compute: Callable[[], Awaitable[T]],
+               ttl: float) -> asyncio.Task[T]:
         async def run() -> T:
             try:
                 value = await compute()
             finally:
                 self._running.pop(key, None)
-            self._entries[key] = _Entry(value, self.clock())
+            self._entries[key] = _Entry(value, self.clock(), ttl)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

@@ -76,6 +76,8 @@ RECENT, DAY = WINDOWS[0], WINDOWS[-1]
 
 # How long an answer is served before it is read again, in seconds.
 CACHE_SECONDS = 5.0
+# How long a ranking of miners over more than an hour is served (see miners()).
+LONG_CACHE_SECONDS = 60.0
 # Answers kept per pool: every list page and miner asked for in the last seconds.
 CACHE_ENTRIES = 2048
 # Confirmations a block needs when the status does not say (an older engine): the
@@ -306,7 +308,11 @@ class PoolReader:
                                         rejected=r.rejected, window=window)
                                for r in rows), page, per_page, total)
 
-        return await self.cache.get(("miners", page, per_page, window), compute)
+        # A ranking over hours reads every miner's minutes (the slowest query here) and
+        # moves slowly: read it again at most once a minute.
+        return await self.cache.get(("miners", page, per_page, window), compute,
+                                    ttl=max(self.cache.ttl, LONG_CACHE_SECONDS)
+                                    if window > RECENT * 6 else None)
 
     # -- one miner --------------------------------------------------------------------
 

@@ -108,3 +108,51 @@ def format_utc(time: datetime) -> str:
     '2026-12-01 08:30 UTC'
     """
     return time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def units_text(amount: int, decimals: int) -> str:
+    """Given an amount in the coin's smallest unit and the coin's decimals, return the
+    exact amount in coins as a decimal string with every decimal (the API's form).
+
+    >>> units_text(123456789, 8), units_text(-5, 8), units_text(7, 0)
+    ('1.23456789', '-0.00000005', '7')
+    """
+    if decimals == 0:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    whole, part = divmod(abs(amount), 10**decimals)
+    return f"{sign}{whole}.{part:0{decimals}d}"
+
+
+def format_units(amount: int | None, decimals: int) -> str:
+    """Given an amount in the smallest unit, return it in coins without trailing zeros.
+
+    >>> format_units(10000000, 8), format_units(123456789, 8), format_units(None, 8)
+    ('0.1', '1.23456789', '-')
+    """
+    if amount is None:
+        return "-"
+    return format_coins(Decimal(units_text(amount, decimals)))
+
+
+def format_percent(fraction: float | None, digits: int = 1) -> str:
+    """Given a fraction (1.0 = 100 %), return it as a percentage.
+
+    >>> format_percent(0.4567), format_percent(1.5), format_percent(None)
+    ('45.7 %', '150.0 %', '-')
+    """
+    if fraction is None:
+        return "-"
+    return f"{fraction * 100:.{digits}f} %"
+
+
+def shorten(text: str, keep: int = 8) -> str:
+    """Given a long identifier (an address, a txid), return its start and end around an
+    ellipsis, for tables; the full text goes in a title or a link.
+
+    >>> shorten("rltc1qxyzabcdefghijklmnop0123"), shorten("short")
+    ('rltc1qxy…nop0123', 'short')
+    """
+    if len(text) <= 2 * keep + 1:
+        return text
+    return f"{text[:keep]}…{text[-(keep - 1):]}"

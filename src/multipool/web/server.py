@@ -132,7 +132,8 @@ def make_server(app: ASGIApp, *, handle_signals: bool = True, banner: str = "") 
         log_config=None,          # logging is multipool's (cli.logs.setup_logging)
         access_log=False,         # nginx in front keeps the access log
         server_header=False,
-        lifespan="off",           # the app has nothing to start or stop
+        lifespan="auto",          # the app closes its database readers on stop
+        proxy_headers=False,      # the app believes X-Forwarded-For from trusted_proxies only
         limit_concurrency=MAX_CONNECTIONS,
         timeout_graceful_shutdown=GRACEFUL_STOP,
     )

@@ -1,0 +1,68 @@
+"""Serving the real app under a real uvicorn server on a free loopback port, with the
+settings and readers a test chooses; fetching with the headers it chooses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from multipool.devnet import free_port
+from multipool.web.app import create_app
+from multipool.web.data import PoolReaders
+from multipool.web.server import bind_sockets, make_server
+from multipool.web.settings import WebSettings
+
+PUBLIC_HOST = "pool.example.org"
+
+
+class Got:
+    def __init__(self, status: int, headers: Any, body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+async def get(url: str, *, headers: dict[str, str] | None = None,
+              method: str = "GET", redirects: bool = False) -> Got:
+    """One request, redirects not followed, the answer read whole."""
+    async with aiohttp.ClientSession() as session, session.request(
+            method, url, headers=headers or {}, allow_redirects=redirects) as response:
+        return Got(response.status, response.headers, await response.read())
+
+
+Serve = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[Serve]:
+    """Start create_app(root, settings, readers) under uvicorn; return its base URL.
+    Every server is stopped (and its lifespan run) at the end of the test."""
+    running = []
+
+    async def start(root: Path, *, readers: PoolReaders | None = None,
+                    **settings: Any) -> str:
+        settings.setdefault("public_host", PUBLIC_HOST)
+        port = free_port()
+        app = create_app(root=root, settings=WebSettings(**settings), readers=readers)
+        server = make_server(app, handle_signals=False)
+        task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
+        running.append((server, task))
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "server did not start"
+            await asyncio.sleep(0.01)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, task in running:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
