@@ -293,16 +293,21 @@ def nginx_proxy(work: Path, upstream: str) -> Iterator[str]:
     directory = work / "nginx"
     (directory / "temp").mkdir(parents=True)
     site = directory / "site.conf"
+    http_includes = []
     render = getattr(nginx_site, "render", None)
-    if render is not None:  # the site file and the include file it names
+    if render is not None:  # the site file, the include file it names, the http part
         include = directory / "multipool-include.conf"
         text = render(server_name="localhost", upstream=upstream, listen_port=port,
                       include=include)
         include.write_text(text.include)
         site.write_text(text.site)
+        if getattr(text, "http_include", None):
+            (directory / "multipool-http.conf").write_text(text.http_include)
+            http_includes.append(directory / "multipool-http.conf")
     else:
         site.write_text(nginx_site.render_site(server_name="localhost", upstream=upstream,
                                                listen_port=port))
+    http_includes.append(site)
     temp = "\n".join(f"    {name}_temp_path {directory / 'temp' / name};"
                      for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     mime = "    include /etc/nginx/mime.types;" if Path("/etc/nginx/mime.types").exists() \
@@ -313,7 +318,7 @@ def nginx_proxy(work: Path, upstream: str) -> Iterator[str]:
         # As a Debian nginx: a worker per core, keep-alive to clients.
         + "worker_processes auto;\nevents { worker_connections 1024; }\n"
         + f"http {{\n{mime}\n    access_log {directory / 'access.log'};\n{temp}\n"
-        + f"    include {site};\n}}\n")
+        + "".join(f"    include {path};\n" for path in http_includes) + "}\n")
     argv = [binary, "-p", f"{directory}/", "-c", str(directory / "nginx.conf"),
             "-e", str(directory / "error.log")]
     checked = subprocess.run([*argv, "-t"], capture_output=True, text=True, check=False)
