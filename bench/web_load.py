@@ -564,7 +564,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     for phase, figures in stratum.items():
         lag = figures.get("loop_lag") or {}
         stratum_rows.append({
-            "phase": phase, "shares": figures["shares"],
+            "measure": phase, "shares": figures["shares"],
             "reply p50 ms": figures.get("p50_ms", float("nan")),
             "reply p99 ms": figures.get("p99_ms", float("nan")),
             "reply max ms": figures.get("max_ms", float("nan")),
@@ -616,13 +616,14 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
         stratum["no web load"] = await stratum_phase(miner, status_file, args.seconds)
         print(f"  {stratum['no web load']}")
         for think in (args.think, 0.0):
-            load = (f"{args.clients} clients, {think:g} s between pages" if think
-                    else f"{args.clients} clients, no pause")
-            print(f"stratum with {load} for {args.seconds:.0f} s")
-            outcomes, stratum[load] = await web_phase(miner, status_file, base, addresses,
-                                                      args, context, think)
-            print(f"  {stratum[load]}")
-            rows.extend({"load": load, **row} for row in web_rows(outcomes))
+            load = f"{think:g} s pauses" if think else "no pauses"
+            phase = f"{args.clients} web clients, {load}"
+            print(f"stratum with {phase}, for {args.seconds:.0f} s")
+            outcomes, stratum[phase] = await web_phase(miner, status_file, base, addresses,
+                                                       args, context, think)
+            print(f"  {stratum[phase]}")
+            rows.extend({"measure": f"{row.pop('measure')}, {load}", **row}
+                        for row in web_rows(outcomes))
         miner.stop()
     finally:
         if miner_task is not None:

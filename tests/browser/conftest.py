@@ -25,6 +25,7 @@ from multipool.devnet import RegtestNetwork, find_litecoind, free_port, regtest_
 from multipool.engine import ServiceIntervals
 from tests.support.live_pool import LivePool, web_process
 from tests.support.requirements import missing
+from tests.support.stratum_client import RawClient
 
 PREFIX = "ltc"
 COIN_NAME = "litecoin"
@@ -136,6 +137,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with LivePool(config, intervals=INTERVALS) as pool:
             for worker in WORKERS:
                 pool.add_miner(f"{address}.{worker}", hashrate_limit=HASHRATE_LIMIT)
+            # One share the pool must refuse, so the miner has a reject with its reason.
+            pool.call(submit_unknown_job(port, f"{address}.{WORKERS[0]}"))
             # A hashrate is over whole minutes ending where the current one starts: wait
             # for a minute with shares to end and be rolled up.
             wait_for("a hashrate over a whole minute of shares",
@@ -157,6 +160,22 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                            address=address, workers=WORKERS, database=database,
                            new_address=lambda: miners_address(network),
                            status=pool.status() or {})
+
+
+async def submit_unknown_job(port: int, username: str) -> None:
+    """Submit one share for a job the pool never sent; it must answer with an error."""
+    client = await RawClient.connect(port)
+    try:
+        subscribed = await client.call("mining.subscribe", ["browser-test/1.0"])
+        extranonce2_size = subscribed["result"][2]
+        authorized = await client.call("mining.authorize", [username, "x"])
+        assert authorized["result"] is True, authorized
+        reply = await client.call("mining.submit", [
+            username, "ffffffff", "00" * extranonce2_size, f"{int(time.time()):08x}",
+            "00000000"])
+        assert reply["error"], f"a share for an unknown job was accepted: {reply}"
+    finally:
+        await client.close()
 
 
 def _paid(database: Path, address: str) -> list[tuple[str | None]]:

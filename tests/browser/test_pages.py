@@ -29,6 +29,9 @@ from tests.browser.conftest import Site
 # What a hashrate's window is called on the pages (the contract: 10 min, 1 h, 24 h).
 WINDOW_LABEL = re.compile(r"10\s*min")
 SCRYPT_HASHES_PER_DIFFICULTY = 2**16
+# Stratum reject codes as a miner reads them (20 other, 21 stale, 22 duplicate, 23 low
+# difficulty).
+REJECT_WORDS = {20: "other", 21: "stale", 22: "duplicate", 23: "low difficulty"}
 PAGES = ("index", "pool", "miner")
 # The pages refresh every 30 s (base.html); a little more for the refresh to load.
 REFRESH_WITHIN = 40
@@ -153,6 +156,14 @@ def test_miner_page(browser: Any, site: Site):
         assert WINDOW_LABEL.search(text), "no hashrate window (10 min) on the miner page"
         shows_hashrate_of_shares(site, text, loaded, site.address)
         assert shows_txid(w.page, text, miner_txid(site)), "the miner's payment is missing"
+        # Rejected shares by reason, as the shares table has them (one, conftest.py).
+        rejects = site.query("SELECT reject_code, count(*) FROM shares WHERE address = ? "
+                             "AND accepted = 0 GROUP BY reject_code", site.address)
+        assert rejects, "the fixture's rejected share is missing"
+        section = w.page.locator("#rejects").inner_text().lower()
+        for code, count in rejects:
+            assert re.search(rf"{REJECT_WORDS[code]}\s+{count}\b", section), (
+                f"{count} x {REJECT_WORDS[code]} not in the rejects: {section!r}")
         w.check_clean()
 
 
