@@ -407,6 +407,25 @@ async def _load(base: str, addresses: list[str], clients: int, seconds: float,
             "seconds": time.perf_counter() - began}
 
 
+def one_client(base: str, addresses: list[str], requests: int = 50) -> list[dict[str, Any]]:
+    """Each URL ``requests`` times, one request at a time, a random miner each time."""
+    rng = random.Random(1)
+    rows = []
+    for kind in page_urls(base, addresses[0]):
+        latencies, failed = [], 0
+        began = time.perf_counter()
+        for _ in range(requests):
+            sent = time.perf_counter()
+            status, _body = get(page_urls(base, rng.choice(addresses))[kind], timeout=30)
+            latencies.append(time.perf_counter() - sent)
+            failed += status != 200
+        rows.append({"measure": f"{kind}, one client", "requests": requests,
+                     "requests/s": requests / (time.perf_counter() - began),
+                     "p50 ms": percentile(latencies, 0.5) * 1000,
+                     "p99 ms": percentile(latencies, 0.99) * 1000, "non-200": failed})
+    return rows
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The nearest-rank percentile (``fraction`` 0.99 for p99) of ``values``."""
     ordered = sorted(values)
@@ -615,6 +634,8 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
         print(f"stratum alone for {args.seconds:.0f} s")
         stratum["no web load"] = await stratum_phase(miner, status_file, args.seconds)
         print(f"  {stratum['no web load']}")
+        # The time one request takes alone: what the server costs per page.
+        rows.extend(await asyncio.to_thread(one_client, base, addresses))
         for think in (args.think, 0.0):
             load = f"{think:g} s pauses" if think else "no pauses"
             phase = f"{args.clients} web clients, {load}"
