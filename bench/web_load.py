@@ -493,13 +493,47 @@ async def wait_status_after(path: Path, after: datetime, timeout: float) -> dict
     raise TimeoutError(f"no status written after {after} within {timeout} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process and its running children (the engine's
+    share-check workers) used so far."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # After the command name in parentheses: state, ppid, ..., utime, stime.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_listening(port: int) -> int:
+    """The pid of the `multipool web serve` started with ``--listen 127.0.0.1:PORT``."""
+    wanted = f"127.0.0.1:{port}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"serve" in argv and wanted in argv:
+                    return int(entry.name)
+    raise SystemExit(f"no web process found listening on {port}")
+
+
 async def stratum_phase(miner: TimedMiner, status_file: Path, seconds: float,
-                        ) -> dict[str, Any]:
-    """Share reply latencies over ``seconds`` and the engine's loop lateness over the
-    last minute of them."""
+                        pids: dict[str, int]) -> dict[str, Any]:
+    """Share reply latencies over ``seconds``, the engine's loop lateness over the last
+    minute of them, and the cores each of ``pids`` used meanwhile."""
     miner.latencies.clear()
     began = datetime.now(UTC)
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    clock = time.perf_counter()
     await asyncio.sleep(seconds)
+    elapsed = time.perf_counter() - clock
+    cores = {name: round((cpu_seconds(pid) - cpu[name]) / elapsed, 2)
+             for name, pid in pids.items()}
     latencies = list(miner.latencies)
     # The loop figures cover the minute before the status was written: one written at
     # least a minute into the phase covers the phase alone.
@@ -512,6 +546,8 @@ async def stratum_phase(miner: TimedMiner, status_file: Path, seconds: float,
                    p99_ms=percentile(latencies, 0.99) * 1000,
                    max_ms=max(latencies) * 1000)
     row["loop_lag"] = lag
+    row["cores"] = cores
+    row["load_average"] = float(Path("/proc/loadavg").read_text().split()[0])
     return row
 
 
@@ -566,8 +602,9 @@ def run(work: Path, args: argparse.Namespace) -> None:
                 nginx_proxy(work, f"127.0.0.1:{web_port}") as base, \
                 RegtestNetwork(work / "regtest", nodes=2) as network:
             check_urls(base, addresses[0])
+            pids = {"web": process_listening(web_port)}
             rows, stratum = asyncio.run(measure(work, base, addresses, network, args,
-                                                context))
+                                                context, pids))
     finally:
         stop.set()
         publisher.join(30)
@@ -587,7 +624,9 @@ def run(work: Path, args: argparse.Namespace) -> None:
             "reply p50 ms": figures.get("p50_ms", float("nan")),
             "reply p99 ms": figures.get("p99_ms", float("nan")),
             "reply max ms": figures.get("max_ms", float("nan")),
-            "loop p99 ms": lag.get("p99_ms", "n/a"), "loop max ms": lag.get("max_ms", "n/a")})
+            "loop p99 ms": lag.get("p99_ms", "n/a"), "loop max ms": lag.get("max_ms", "n/a"),
+            "engine cores": figures["cores"]["engine"], "web cores": figures["cores"]["web"],
+            "load avg": figures["load_average"]})
     report("web_load_stratum", "The stratum engine without and with the web load",
            stratum_rows, {"status_every": STATUS_EVERY})
 
@@ -601,7 +640,7 @@ def check_urls(base: str, address: str) -> None:
 
 
 async def measure(work: Path, base: str, addresses: list[str], network: RegtestNetwork,
-                  args: argparse.Namespace, context: Any
+                  args: argparse.Namespace, context: Any, pids: dict[str, int]
                   ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     node = network.nodes[0]
     pool_address = node.rpc("getnewaddress", "", "bech32", wallet="pool")
@@ -630,9 +669,10 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
         miner = TimedMiner(host="127.0.0.1", port=port, username=f"{addresses[0]}.bench",
                            algorithm="scrypt", hashrate_limit=MINER_HASHRATE)
         miner_task = asyncio.create_task(miner.run())
+        pids = {**pids, "engine": engine.pid}
         await asyncio.sleep(5)  # connected, first shares answered
         print(f"stratum alone for {args.seconds:.0f} s")
-        stratum["no web load"] = await stratum_phase(miner, status_file, args.seconds)
+        stratum["no web load"] = await stratum_phase(miner, status_file, args.seconds, pids)
         print(f"  {stratum['no web load']}")
         # The time one request takes alone: what the server costs per page.
         rows.extend(await asyncio.to_thread(one_client, base, addresses))
@@ -641,7 +681,7 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
             phase = f"{args.clients} web clients, {load}"
             print(f"stratum with {phase}, for {args.seconds:.0f} s")
             outcomes, stratum[phase] = await web_phase(miner, status_file, base, addresses,
-                                                       args, context, think)
+                                                       args, context, think, pids)
             print(f"  {stratum[phase]}")
             rows.extend({"measure": f"{row.pop('measure')}, {load}", **row}
                         for row in web_rows(outcomes))
@@ -659,8 +699,8 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
 
 
 async def web_phase(miner: TimedMiner, status_file: Path, base: str, addresses: list[str],
-                    args: argparse.Namespace, context: Any, think: float
-                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    args: argparse.Namespace, context: Any, think: float,
+                    pids: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The clients' outcomes and the stratum figures while they load pages."""
     results = context.Queue()
     share = args.clients // args.load_processes
@@ -670,7 +710,7 @@ async def web_phase(miner: TimedMiner, status_file: Path, base: str, addresses: 
     for loader in loaders:
         loader.start()
     try:
-        figures = await stratum_phase(miner, status_file, args.seconds)
+        figures = await stratum_phase(miner, status_file, args.seconds, pids)
         outcomes = [await asyncio.to_thread(results.get, True, args.seconds + 120)
                     for _ in loaders]
     finally:
