@@ -621,13 +621,13 @@ def run(work: Path, args: argparse.Namespace) -> None:
         lag = figures.get("loop_lag") or {}
         stratum_rows.append({
             "measure": phase, "shares": figures["shares"],
-            "reply p50 ms": figures.get("p50_ms", float("nan")),
-            "reply p99 ms": figures.get("p99_ms", float("nan")),
-            "reply max ms": figures.get("max_ms", float("nan")),
-            "loop p99 ms": lag.get("p99_ms", "n/a"), "loop max ms": lag.get("max_ms", "n/a"),
-            "engine cores": figures["cores"]["engine"], "web cores": figures["cores"]["web"],
-            "load avg": figures["load_average"]})
-    report("web_load_stratum", "The stratum engine without and with the web load",
+            "reply p50": figures.get("p50_ms", float("nan")),
+            "reply p99": figures.get("p99_ms", float("nan")),
+            "reply max": figures.get("max_ms", float("nan")),
+            "loop p99": lag.get("p99_ms", "n/a"), "loop max": lag.get("max_ms", "n/a"),
+            "cores": f"{figures['cores']['engine']:.2f}/{figures['cores']['web']:.2f}"})
+    report("web_load_stratum", "Stratum without and with the web load (ms; cores: "
+           "engine/web)",
            stratum_rows, {"status_every": STATUS_EVERY})
 
 
@@ -672,14 +672,15 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
         pids = {**pids, "engine": engine.pid}
         await asyncio.sleep(5)  # connected, first shares answered
         print(f"stratum alone for {args.seconds:.0f} s")
-        stratum["no web load"] = await stratum_phase(miner, status_file, args.seconds, pids)
-        print(f"  {stratum['no web load']}")
+        stratum["no web"] = await stratum_phase(miner, status_file, args.seconds, pids)
+        print(f"  {stratum['no web']}")
         # The time one request takes alone: what the server costs per page.
         rows.extend(await asyncio.to_thread(one_client, base, addresses))
         for think in (args.think, 0.0):
             load = f"{think:g} s pauses" if think else "no pauses"
-            phase = f"{args.clients} web clients, {load}"
-            print(f"stratum with {phase}, for {args.seconds:.0f} s")
+            phase = f"web: {load}"
+            print(f"stratum with {args.clients} web clients, {load}, for "
+                  f"{args.seconds:.0f} s")
             outcomes, stratum[phase] = await web_phase(miner, status_file, base, addresses,
                                                        args, context, think, pids)
             print(f"  {stratum[phase]}")
