@@ -32,6 +32,8 @@ from multipool.accounting.schema import (
     shares,
 )
 from multipool.accounting.stats import StatsRoller
+from multipool.config import parse_coin_config
+from multipool.public_status import PublicStatusWriter
 from multipool.web.data import MAX_PER_PAGE, PoolReader, PoolReaders, open_read_only
 from multipool.web.status import DatabaseLocation, StatusError, parse_status
 from tests.databases.test_coin_databases import (  # noqa: F401 - fixtures
@@ -442,3 +444,42 @@ def test_status_json_database_and_maturity_are_parsed_and_optional():
                 {"backend": "postgresql", "host": "h", "port": 70000, "name": "x"}, []):
         with pytest.raises(StatusError, match="database"):
             parse_status(json.dumps({**base, "database": bad}).encode(), "ltc")
+
+
+@pytest.mark.parametrize("database", [
+    "sqlite:///{tmp}/pool.db",
+    "postgresql://ltcpool:s3cret-pw@db.example:5433/multipool_ltc",
+    "mariadb://ltcpool:s3cret-pw@127.0.0.1/multipool_ltc"])
+def test_the_engine_publishes_where_its_database_is_and_no_credential(
+        tmp_path: Path, database: str):
+    url = database.format(tmp=tmp_path)
+    config = parse_coin_config({
+        "coin": {"name": "litecoin", "prefix": "ltc", "symbol": "LTC",
+                 "algorithm": "scrypt", "network": "regtest"},
+        "daemon": {"rpc_url": "http://127.0.0.1:1", "rpc_user": "u", "rpc_password": "p"},
+        "stratum": {"host": "127.0.0.1", "ports": [{"port": 3333, "difficulty": 1}]},
+        "pool": {"address": "rltc1q6hnhkmvc0ls0vcjahd9wcau8x37s03mnaez28g",
+                 "database": url}}, "test")
+
+    class View:
+        sync_state = None
+        stratum_open = False
+
+    writer = PublicStatusWriter(config=config, database=None,  # type: ignore[arg-type]
+                                engine=View(), directory=tmp_path, services=dict)
+    document = writer.document(datetime.now(UTC))
+    text_form = json.dumps(document)
+    assert "s3cret" not in text_form and "ltcpool" not in text_form
+    # Litecoin's coinbase maturity is 100 blocks; the tracker confirms one after.
+    assert document["coin"]["maturity"] == 101
+    if url.startswith("sqlite"):
+        assert document["database"] == {"backend": "sqlite",
+                                         "path": str(tmp_path / "pool.db")}
+    elif url.startswith("postgresql"):
+        assert document["database"] == {"backend": "postgresql", "host": "db.example",
+                                         "port": 5433, "name": "multipool_ltc"}
+    else:
+        assert document["database"] == {"backend": "mysql", "host": "127.0.0.1",
+                                         "port": None, "name": "multipool_ltc"}
+    # ... and what the web makes of it.
+    assert parse_status(text_form.encode(), "ltc").database is not None

@@ -120,7 +120,8 @@ def test_init_and_coin_add_as_root(server: tuple[Path, str]):
         layout.bin_dir(prefix): ("root", daemon_user, 0o750),
         layout.src_dir(prefix): (BUILD_USER, BUILD_USER, 0o700),
         layout.wallet_dir(prefix): (daemon_user, daemon_user, 0o700),
-        layout.pool_dir(prefix): (pool_user, pool_user, 0o700),
+        # The web user opens the SQLite files by name (their group by setgid), no more.
+        layout.pool_dir(prefix): (pool_user, WEB_USER, 0o2710),
         layout.coin_dir(prefix): ("root", pool_user, 0o750),
         # The engine publishes status.json here; setgid gives it the web user's group.
         layout.public_dir(prefix): (pool_user, WEB_USER, 0o2750),
@@ -239,7 +240,16 @@ def test_run_as_root_drops_each_service_to_its_user(server: tuple[Path, str]):
         assert {user for user, _ in engines.values()} == {f"{prefix}pool"}, engines
         # What each wrote belongs to it: the chain to the daemon, the database to the pool.
         assert owner_group_mode(layout.wallet_dir(prefix) / "regtest")[0] == f"{prefix}d"
-        assert owner_group_mode(layout.pool_dir(prefix) / "pool.db")[0] == f"{prefix}pool"
+        assert owner_group_mode(layout.pool_dir(prefix) / "pool.db") == (
+            f"{prefix}pool", WEB_USER, 0o640)
+        # The web reads the database, read-only (tests/ops/test_web_database_access.py
+        # tries the writes).
+        read_db = subprocess.run(as_user_argv(WEB_USER, [
+            sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect("
+            "f'file:{sys.argv[1]}?mode=ro', uri=True).execute('SELECT count(*) FROM "
+            "blocks').fetchone()[0])", str(layout.pool_dir(prefix) / "pool.db")]),
+            capture_output=True, text=True, check=False)
+        assert read_db.returncode == 0 and read_db.stdout.strip().isdigit(), read_db.stderr
         # The web user can read the status the engine published, and only that.
         status_file = layout.public_dir(prefix) / "status.json"
         deadline = time.monotonic() + 60

@@ -15,6 +15,7 @@ import pytest
 from multipool.devnet import free_port
 from multipool.web.app import create_app
 from multipool.web.data import PoolReaders
+from multipool.web.pages import PAGE_CACHE_SECONDS
 from multipool.web.server import bind_sockets, make_server
 from multipool.web.settings import WebSettings
 
@@ -48,10 +49,11 @@ async def serve_app() -> AsyncIterator[Serve]:
     running = []
 
     async def start(root: Path, *, readers: PoolReaders | None = None,
-                    **settings: Any) -> str:
+                    page_cache_seconds: float = PAGE_CACHE_SECONDS, **settings: Any) -> str:
         settings.setdefault("public_host", PUBLIC_HOST)
         port = free_port()
-        app = create_app(root=root, settings=WebSettings(**settings), readers=readers)
+        app = create_app(root=root, settings=WebSettings(**settings), readers=readers,
+                         page_cache_seconds=page_cache_seconds)
         server = make_server(app, handle_signals=False)
         task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
         running.append((server, task))

@@ -247,23 +247,32 @@ async def test_forwarded_for_believed_only_from_trusted_proxies(tmp_path: Path,
 
 # -- the OpenAPI document and its page ------------------------------------------------------
 
-def test_every_api_route_is_documented():
+# The routes that answer HTML for people (and the static files): not API endpoints.
+PAGES = {"/", "/api/docs", "/static", "/{prefix}/", "/{prefix}/miners/",
+         "/{prefix}/miners/{address:path}"}
+
+
+def test_every_route_of_the_app_is_documented_or_a_page():
     app = create_app(root=Path("/nonexistent"), settings=WebSettings())
     served = {getattr(route, "path", "") for route in app.routes}
-    api_paths = {path for path in served if path.startswith("/api/v1/")}
-    assert api_paths == set(DOC["paths"]) == {r.path for r in ROUTES}
-    assert {"/api/pools", "/openapi.json", "/api/docs", "/healthz"} <= served
+    assert served - PAGES == set(DOC["paths"])
+    assert {r.path for r in ROUTES} | {"/api/pools", "/healthz", "/openapi.json"} \
+        == set(DOC["paths"])
     for path, item in DOC["paths"].items():
         parameters = {p["name"] for p in item["get"]["parameters"] if p["in"] == "path"}
         assert parameters == {part[1:-1] for part in path.split("/") if part.startswith("{")}
 
 
 def test_every_example_validates_against_its_schema():
+    checked = 0
     for path, item in DOC["paths"].items():
         for code, response in item["get"]["responses"].items():
-            content = response["content"]["application/json"]
-            if "example" in content:
-                assert not errors(content["example"], content["schema"], DOC), (path, code)
+            for content in response["content"].values():
+                if "example" in content:
+                    assert not errors(content["example"], content["schema"], DOC), \
+                        (path, code)
+                    checked += 1
+    assert checked == len(ROUTES) + 2  # every /api/v1 route, /api/pools, /healthz
     assert not errors(openapi.EXAMPLES["Error"], {"$ref": "#/components/schemas/Error"}, DOC)
 
 
@@ -289,5 +298,31 @@ async def test_openapi_json_and_docs_page(api: str):
     assert_valid_html(page.text)
     for path in DOC["paths"]:
         assert f"<code>GET {path}</code>" in page.text
+    status = await get(api + "/api/pools")
+    assert not errors(json.loads(status.body), {"$ref": "#/components/schemas/StatusList"},
+                      DOC)
     assert '<h3 id="schema-Miner">Miner</h3>' in page.text
     assert "cdn" not in page.text.lower() and "swagger" not in page.text.lower()
+
+
+NASTY = ["'", "' OR '1'='1", "1; DROP TABLE shares; --", "<script>alert(1)</script>",
+         "%00", "../../etc/passwd", "${jndi:ldap://x}", "{{7*7}}", "9" * 400, "-0", "1e309",
+         "NaN", "%F0%9F%92%A9", "%C0%AE%C0%AE", "a%0d%0aSet-Cookie:%20x=1"]
+
+
+@pytest.mark.parametrize("nasty", NASTY)
+async def test_injection_in_every_parameter_is_a_clean_4xx(api: str, nasty: str):
+    """Each value in each path part and each query parameter of every /api/v1 route:
+    a JSON answer, never a 500, never the value echoed unescaped into a header."""
+    for route in ROUTES:
+        templates = [route.path.replace("{prefix}", nasty).replace("{address}", ALICE),
+                     route.path.replace("{prefix}", "ltc").replace("{address}", nasty)]
+        query = "&".join(f"{name}={nasty}" for name in ("page", "per_page", "window"))
+        for path in {*templates, route.path.replace("{prefix}", "ltc")
+                     .replace("{address}", ALICE) + "?" + query}:
+            answer = await get(api + path)
+            assert answer.status in (200, 400, 404), (path, answer.status, answer.text)
+            assert answer.headers["Content-Type"] == "application/json", path
+            assert "Set-Cookie" not in answer.headers
+            if answer.status != 200:
+                check(answer.body, "Error")

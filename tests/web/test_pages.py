@@ -5,13 +5,18 @@ checked in test_web_database.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from multipool.devnet import free_port
+from multipool.web.app import create_app
 from multipool.web.pages import PAGE_HEADERS
+from multipool.web.server import bind_sockets, make_server
+from multipool.web.settings import WebSettings
 from tests.web.fakes import ALICE, BOB, CAROL, EVIL_WORKER, FakeReader, FakeReaders, sample_reader
 from tests.web.serving import Serve, get
 from tests.web.test_web import assert_valid_html, iso, status_doc, write_status
@@ -313,3 +318,67 @@ async def test_stale_status_and_database_figures(tmp_path: Path, serve_app: Serv
     html = (await get(url + "/ltc/")).text
     assert "offline <small>(last update 15 min ago)</small>" in html
     assert 'id="blocks"' in html  # the history is still there
+
+
+async def test_stopping_the_server_closes_the_readers(tmp_path: Path):
+    """The app's lifespan closes every pool's database reader when uvicorn stops."""
+    two_pools(tmp_path)
+    readers = FakeReaders({"ltc": sample_reader()})
+    server = make_server(create_app(root=tmp_path, settings=WebSettings(), readers=readers),
+                         handle_signals=False)
+    port = free_port()
+    task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
+    while not server.started:
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    assert (await get(f"http://127.0.0.1:{port}/ltc/")).status == 200
+    assert not readers.closed
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+    assert readers.closed
+
+
+@pytest.mark.parametrize("nasty", ["'", "' OR '1'='1", "<script>alert(1)</script>", "%00",
+                                   "..%2F..%2Fetc%2Fpasswd", "{{7*7}}", "9" * 400,
+                                   "%F0%9F%92%A9", "a%0d%0aSet-Cookie:%20x=1"])
+async def test_injection_in_page_urls_is_a_clean_4xx(tmp_path: Path, serve_app: Serve,
+                                                     nasty: str):
+    two_pools(tmp_path)
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": sample_reader()}))
+    for path in (f"/{nasty}/", f"/{nasty}/miners/{ALICE}", f"/ltc/miners/{nasty}",
+                 f"/ltc/miners/?address={nasty}", f"/?x={nasty}", f"/ltc/?page={nasty}"):
+        answer = await get(url + path)
+        assert answer.status in (200, 303, 400, 404), (path, answer.status)
+        assert "Set-Cookie" not in answer.headers
+        if answer.status != 303:
+            assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert "<script>alert" not in answer.text
+
+
+async def test_many_clients_on_one_page_cost_one_rendering(tmp_path: Path, serve_app: Serve):
+    two_pools(tmp_path)
+    reader = sample_reader()
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": reader}),
+                          page_cache_seconds=30)
+    pages = await asyncio.gather(*(get(url + "/ltc/") for _ in range(20)))
+    assert {p.status for p in pages} == {200} and len({p.text for p in pages}) == 1
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 1
+    for name, value in PAGE_HEADERS.items():
+        assert pages[0].headers[name] == value
+    # Another URL (or query) is another page; an unknown pool is never cached.
+    await get(url + "/ltc/?x=1")
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 2
+    assert (await get(url + "/new/")).status == 404
+    write_status(tmp_path, "new", status_doc("new"))
+    assert (await get(url + "/new/")).status == 200
+
+
+async def test_without_the_page_cache_every_request_renders(tmp_path: Path,
+                                                            serve_app: Serve):
+    two_pools(tmp_path)
+    reader = sample_reader()
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": reader}),
+                          page_cache_seconds=0)
+    for _ in range(3):
+        assert (await get(url + "/ltc/")).status == 200
+    assert sum(1 for call in reader.calls if call[0] == "blocks") == 3

@@ -3,11 +3,17 @@
 Operators write plain URLs (``sqlite:///path``, ``postgresql://...``,
 ``mysql://...``/``mariadb://...``); the engine needs an asyncio driver, chosen here.
 SQLite runs in WAL mode so the web process can read while the engine writes, with
-``synchronous=FULL`` so a commit survives a power cut.
+``synchronous=FULL`` so a commit survives a power cut. The database files (``pool.db``
+and its ``-wal`` and ``-shm``) are kept at mode 0640: on a server the pool directory is
+setgid to the web user's group, so the web process may read them and nothing else there
+(ops/layout.py), and may write none of them.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +101,26 @@ def spool_directory(config: CoinConfig) -> Path:
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# The database files' mode: the pool user writes; the directory's group (on a server, the
+# web user's) reads. SQLite gives the -wal and -shm files it creates the main file's mode.
+DATABASE_FILE_MODE = 0o640
+
+
+def share_with_group(path: Path) -> None:
+    """Give the SQLite database at ``path`` and its -wal and -shm files (those that exist
+    and belong to this user) DATABASE_FILE_MODE. New files are created by SQLite with the
+    umask's mode (0600 under the units' UMask=0077); a database from before this was
+    kept is brought in line too."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        try:
+            found = os.stat(path.with_name(name))
+        except FileNotFoundError:
+            continue
+        if found.st_uid == os.geteuid() and stat.S_IMODE(found.st_mode) != DATABASE_FILE_MODE:
+            os.chmod(path.with_name(name), DATABASE_FILE_MODE)
+
+
+def _sqlite_pragmas(path: Path | None, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL: readers never block the writer. FULL: every commit is fsynced before it
     # returns, so a commit survives a power cut or an OS crash, not only a kill -9
@@ -106,11 +131,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
+    if path is not None:
+        # After the journal mode: the file exists and has its header by now.
+        share_with_group(path)
 
 
 def create_engine(url: str) -> AsyncEngine:
     """Given a database URL (plain or with a driver), return an asyncio engine for it."""
     engine = create_async_engine(async_url(url), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        database = engine.url.database
+        path = (Path(database) if database and database != ":memory:"
+                and not database.startswith("file:") else None)
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, path))
     return engine

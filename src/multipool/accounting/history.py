@@ -135,16 +135,18 @@ async def blocks_since(source: Source, since: datetime) -> int:
 async def batch_page(source: Source, *, limit: int,
                      offset: int) -> tuple[list[BatchEntry], int]:
     """One page of the pool's payment batches, newest first, and how many there are."""
+    # The page first, then its recipients counted: counting every batch's before the
+    # sort would read every payment row.
+    page = (select(payment_batches.c.id, payment_batches.c.created, payment_batches.c.txid,
+                   payment_batches.c.status, payment_batches.c.total, payment_batches.c.fee)
+            .order_by(payment_batches.c.created.desc(), payment_batches.c.id)
+            .limit(limit).offset(offset).subquery())
     recipients = (select(func.count()).select_from(payments)
-                  .where(payments.c.batch_id == payment_batches.c.id)
-                  .scalar_subquery())
+                  .where(payments.c.batch_id == page.c.id).scalar_subquery())
     rows, total = await _page(
         source,
-        select(payment_batches.c.id, payment_batches.c.created, payment_batches.c.txid,
-               payment_batches.c.status, payment_batches.c.total, payment_batches.c.fee,
-               recipients.label("recipients"))
-        .order_by(payment_batches.c.created.desc(), payment_batches.c.id)
-        .limit(limit).offset(offset),
+        select(page, recipients.label("recipients"))
+        .order_by(page.c.created.desc(), page.c.id),
         select(func.count()).select_from(payment_batches))
     return [BatchEntry(id=r.id, created=as_utc(r.created), txid=r.txid,
                        status=r.status, total=int(r.total),

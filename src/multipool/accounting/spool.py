@@ -16,12 +16,15 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 SUFFIX = ".jsonl"
+PRIVATE_DIRECTORY = 0o700
+PRIVATE_FILE = 0o600
 
 
 class ShareSpool:
@@ -29,7 +32,11 @@ class ShareSpool:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # The shares hold miners' IP addresses: only the pool user reads them, whatever
+        # the umask and the group the pool directory hands down to its files.
+        self.directory.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+        if stat.S_IMODE(self.directory.stat().st_mode) != PRIVATE_DIRECTORY:
+            self.directory.chmod(PRIVATE_DIRECTORY)
         self._current: Path | None = None
 
     def files(self) -> list[Path]:
@@ -43,7 +50,9 @@ class ShareSpool:
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}{SUFFIX}"
             self._current = self.directory / name
         data = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
-        with open(self._current, "a", encoding="utf-8") as spool:
+        descriptor = os.open(self._current, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                             | os.O_CLOEXEC, PRIVATE_FILE)
+        with open(descriptor, "a", encoding="utf-8") as spool:
             spool.write(data)
             spool.flush()
             os.fsync(spool.fileno())
@@ -97,7 +106,10 @@ class Quarantine:
         data = "".join(json.dumps({"time": now, "error": error, "row": row},
                                   separators=(",", ":")) + "\n" for row in rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as quarantine:
+        # Miners' IP addresses: the pool user's alone (see ShareSpool).
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                             PRIVATE_FILE)
+        with open(descriptor, "a", encoding="utf-8") as quarantine:
             quarantine.write(data)
             quarantine.flush()
             os.fsync(quarantine.fileno())

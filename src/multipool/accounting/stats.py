@@ -631,26 +631,23 @@ class MinerTotals:
     rejected: int
 
 
-async def miner_ranking(source: Source, window_seconds: int, *, limit: int, offset: int,
-                        now: datetime | None = None) -> tuple[list[MinerTotals], int]:
-    """Given a window of whole minutes, return one page of the miners that sent shares
-    in it, most accepted difficulty first (ties by address), and how many there are."""
+async def miner_ranking(source: Source, window_seconds: int, *,
+                        now: datetime | None = None) -> list[MinerTotals]:
+    """Given a window of whole minutes, return every miner that sent shares in it, most
+    accepted difficulty first (ties by address): read once, any page is a slice."""
     start, end = _window(window_seconds, now)
-    in_window = (stats_minute.c.minute >= start, stats_minute.c.minute < end)
     difficulty = func.sum(stats_minute.c.accepted_difficulty)
     query = (select(stats_minute.c.address, difficulty,
                     func.count(stats_minute.c.worker.distinct()),
                     func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
-             .where(*in_window).group_by(stats_minute.c.address)
-             .order_by(difficulty.desc(), stats_minute.c.address)
-             .limit(limit).offset(offset))
+             .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
+             .group_by(stats_minute.c.address))
     async with _connection(source) as connection:
         rows = (await connection.execute(query)).all()
-        total = (await connection.execute(
-            select(func.count(stats_minute.c.address.distinct())).where(*in_window)
-        )).scalar_one()
-    return ([MinerTotals(address, float(d), int(w), int(a), int(r))
-             for address, d, w, a, r in rows], int(total))
+    found = [MinerTotals(address, float(d), int(w), int(a), int(r))
+             for address, d, w, a, r in rows]
+    found.sort(key=lambda miner: (-miner.difficulty, miner.address))
+    return found
 
 
 @dataclass(frozen=True, slots=True)

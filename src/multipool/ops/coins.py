@@ -428,6 +428,14 @@ def coin_add_changes(layout: Layout,
     for entry in layout.coin_entries(prefix):
         plan += changes.directory(entry.path, owner=entry.owner, group=entry.group,
                                   mode=entry.mode)
+    if layout.system:
+        # A SQLite database from before the web read it: into the web user's group
+        # (new ones get it from the directory's setgid bit; the engine keeps them 0640).
+        for name in ("pool.db", "pool.db-wal", "pool.db-shm"):
+            database_file = layout.pool_dir(prefix) / name
+            if database_file.is_file() and not database_file.is_symlink():
+                plan += changes.attribute_changes("files.file", database_file, pool_user,
+                                                  layout.web_user, 0o640)
     coin_file = layout.coin_file(prefix)
     if new_text is not None:
         plan += changes.file(coin_file, new_text, owner=layout.admin, group=pool_user,

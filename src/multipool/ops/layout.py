@@ -5,7 +5,10 @@
       bin/<prefix>/          root:<p>d 0750     the coin's daemon binary (root-owned, never setuid)
       src/<prefix>/          build:build 0700   daemon sources, only the build user reads them
       wallet/<prefix>/       <p>d:<p>d 0700     the daemon's datadir and wallet
-      pool/<prefix>/         <p>pool 0700       pool engine state, SQLite database, spool
+      pool/<prefix>/         <p>pool:web 2710   pool engine state, SQLite database, spool:
+                                                the web user reads pool.db* (0640, group
+                                                web by the setgid bit) and nothing else
+                                                (no listing; spool 0700, files 0600)
       coin/<prefix>/         root:<p>pool 0750  coin.toml (0640, RPC credentials) + links
       web/                   root:web 0751      what the web process may read
         <prefix>/            <p>pool:web 2750   the engine's status.json (0640)
@@ -146,7 +149,10 @@ class Layout:
             Entry(self.bin_dir(prefix), admin, daemon, 0o750),
             Entry(self.src_dir(prefix), self.build_user, self.build_user, 0o700),
             Entry(self.wallet_dir(prefix), daemon, daemon, 0o700),
-            Entry(self.pool_dir(prefix), pool, pool, 0o700),
+            # The web user may open the SQLite database files by name (0640, their group
+            # handed down by setgid) and nothing else: no listing, everything else 0600.
+            Entry(self.pool_dir(prefix), pool, self.web_user or pool,
+                  0o2710 if self.system else 0o700),
             Entry(self.coin_dir(prefix), admin, pool, 0o750),
             # setgid: the status file the engine writes belongs to the web user's group.
             Entry(self.public_dir(prefix), pool, self.web_user, 0o2750 if self.system

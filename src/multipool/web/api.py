@@ -11,6 +11,7 @@ describes it, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from multipool.web.display import units_text
 from multipool.web.links import Links
 from multipool.web.params import address, page_request, window
 from multipool.web.site import STATS_ERRORS, Pool, Site, StatsUnavailable
+from multipool.web.status import PoolView
 
 T = TypeVar("T")
 LIVE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -231,12 +233,12 @@ class Api:
 
     async def pools(self, request: Request) -> Response:
         links = self._links(request)
-        views = await self.site.views()
-        items = []
-        for view in views:
-            pool = Pool(view, await self.site.reader(view))
-            items.append(await self._pool_json(pool, links))
-        return json_response({"pools": items})
+
+        async def one(view: PoolView) -> dict[str, Any]:
+            return await self._pool_json(Pool(view, await self.site.reader(view)), links)
+
+        items = await asyncio.gather(*(one(view) for view in await self.site.views()))
+        return json_response({"pools": list(items)})
 
     async def pool(self, request: Request) -> Response:
         pool = await self.site.pool(request.path_params["prefix"])

@@ -29,7 +29,7 @@ from multipool.web.api import LIVE_HEADERS, ROUTES, Api
 from multipool.web.data import PoolReaders
 from multipool.web.http import ApiGuard, RateLimiter
 from multipool.web.links import SubdomainRouting
-from multipool.web.pages import STATIC, Pages
+from multipool.web.pages import PAGE_CACHE_SECONDS, STATIC, Pages
 from multipool.web.params import BadInput
 from multipool.web.settings import WebSettings
 from multipool.web.site import Site, StatsUnavailable, UnknownPool
@@ -56,11 +56,12 @@ def _wants_json(request: Request) -> bool:
     return path.startswith("/api/") or path == "/openapi.json"
 
 
-def create_app(*, root: Path, settings: WebSettings,
-               readers: PoolReaders | None = None) -> Starlette:
+def create_app(*, root: Path, settings: WebSettings, readers: PoolReaders | None = None,
+               page_cache_seconds: float = PAGE_CACHE_SECONDS) -> Starlette:
     """Given the server's root directory and the web settings (the public host name
     miners connect to, routing, proxies, CORS, rate limit, ...), return the web app.
-    ``readers`` replaces the pools' database readers (tests).
+    ``readers`` replaces the pools' database readers (tests); ``page_cache_seconds``
+    is how long a rendered page is served again (0: never).
 
     >>> create_app(root=Path("/opt/multipool"),
     ...            settings=WebSettings(public_host="pool.example.org")).routes[0].path
@@ -69,7 +70,7 @@ def create_app(*, root: Path, settings: WebSettings,
     status = StatusReader(root)
     pool_readers = readers or PoolReaders(root, offline_after=settings.offline_after)
     site = Site(status=status, readers=pool_readers, settings=settings)
-    pages, api = Pages(site), Api(site)
+    pages, api = Pages(site, cache_seconds=page_cache_seconds), Api(site)
     handlers = api.handlers()
 
     async def api_pools(request: Request) -> Response:
@@ -116,6 +117,7 @@ def create_app(*, root: Path, settings: WebSettings,
             yield
         finally:
             # The database connections end with the process, cleanly.
+            await asyncio.shield(pages.close())
             await asyncio.shield(pool_readers.close())
 
     routes: list[BaseRoute] = [

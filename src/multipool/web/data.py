@@ -292,27 +292,29 @@ class PoolReader:
 
     async def miners(self, page: int = 1, per_page: int = 20, *,
                      window: int = 3600) -> Paged[MinerRow]:
-        """Miners with shares in the window, highest hashrate first (page 1 = top)."""
+        """Miners with shares in the window, highest hashrate first (page 1 = top).
+        ValueError for a window that is not whole minutes up to MAX_HOURS hours (the
+        caller offers WINDOWS)."""
         page, per_page = _clamp(page, per_page)
         if window <= 0 or window % 60 or window > MAX_HOURS * 3600:
             raise ValueError(f"a window is whole minutes up to {MAX_HOURS} hours, "
                              f"not {window} s")
 
-        async def compute() -> Paged[MinerRow]:
-            rows, total = await miner_ranking(self.engine, window, limit=per_page,
-                                              offset=(page - 1) * per_page,
-                                              now=self.clock())
+        async def compute() -> tuple[MinerRow, ...]:
+            ranked = await miner_ranking(self.engine, window, now=self.clock())
             scale = self.hashes_per_difficulty / window
-            return Paged(tuple(MinerRow(address=r.address, hashrate=r.difficulty * scale,
-                                        workers=r.workers, accepted=r.accepted,
-                                        rejected=r.rejected, window=window)
-                               for r in rows), page, per_page, total)
+            return tuple(MinerRow(address=r.address, hashrate=r.difficulty * scale,
+                                  workers=r.workers, accepted=r.accepted,
+                                  rejected=r.rejected, window=window) for r in ranked)
 
-        # A ranking over hours reads every miner's minutes (the slowest query here) and
-        # moves slowly: read it again at most once a minute.
-        return await self.cache.get(("miners", page, per_page, window), compute,
-                                    ttl=max(self.cache.ttl, LONG_CACHE_SECONDS)
-                                    if window > RECENT * 6 else None)
+        # The whole ranking is read once per window and every page sliced from it. Over
+        # hours it reads every miner's minutes (the slowest query here) and moves
+        # slowly: it is read again at most once a minute.
+        ranked = await self.cache.get(("ranking", window), compute,
+                                      ttl=max(self.cache.ttl, LONG_CACHE_SECONDS)
+                                      if window > RECENT * 6 else None)
+        offset = (page - 1) * per_page
+        return Paged(ranked[offset:offset + per_page], page, per_page, len(ranked))
 
     # -- one miner --------------------------------------------------------------------
 
@@ -558,8 +560,11 @@ class PoolReaders:
                 await connection.execute(select(func.count()).select_from(blocks))
         except (SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            self._fail(prefix, f"cannot read its database ({_where(location)}): "
-                               f"{_reason(exc)}")
+            reason = _reason(exc)
+            if location.backend == "sqlite" and not Path(f"{location.path}-shm").exists():
+                # Read-only, a WAL database needs the -shm file its writer creates.
+                reason = "its engine has not opened it (no -shm file yet)"
+            self._fail(prefix, f"cannot read its database ({_where(location)}): {reason}")
             return None
         if self._failed.pop(prefix, None) is not None:
             self.logger.info("pool %s: its database is readable again (%s)", prefix,

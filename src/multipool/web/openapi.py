@@ -113,6 +113,9 @@ SCHEMAS: dict[str, Schema] = {
                     "10 min), with the figures of its database in stats (null when the "
                     "database cannot be read)"),
     "PoolList": _obj({"pools": _list(_ref("Pool"))}),
+    "StatusList": {"type": "array", "items": {"type": "object"},
+                   "description": "every pool as its status file says: the Pool schema "
+                                  "without stats and page"},
     "PoolDetail": _ref("Pool"),
     "Series": _obj({"bucket_seconds": COUNT, "hours": COUNT,
                     "points": _list(_obj({"time": TIME, "hashrate": HASHRATE}))}),
@@ -225,10 +228,14 @@ def _parameters(route: ApiRoute) -> list[Schema]:
 
 
 def _operation(route: ApiRoute) -> Schema:
+    applies = {"400": route.paged or bool(route.query) or "{address}" in route.path,
+               "404": "{prefix}" in route.path,
+               "429": True,
+               # The pool and the list of pools answer with stats null instead.
+               "503": route.name not in ("pools", "pool")}
     errors = {code: {"description": text,
                      "content": {"application/json": {"schema": _ref("Error")}}}
-              for code, text in _ERRORS.items()
-              if code != "404" or "{prefix}" in route.path}
+              for code, text in _ERRORS.items() if applies[code]}
     return {"get": {
         "operationId": route.name, "summary": route.summary,
         "parameters": _parameters(route),
@@ -237,6 +244,29 @@ def _operation(route: ApiRoute) -> Schema:
                     "content": {"application/json": {"schema": _ref(route.schema),
                                                      "example": EXAMPLES[route.schema]}}},
             **errors}}}
+
+
+def _plain_paths() -> dict[str, Any]:
+    """The endpoints outside /api/v1: the first API, the health check, this document."""
+    status_example = [{k: v for k, v in _POOL.items() if k not in ("stats", "page")}]
+    return {
+        "/api/pools": {"get": {
+            "operationId": "status_list",
+            "summary": "Every pool as its status file says (the first API, kept as it was)",
+            "parameters": [],
+            "responses": {"200": {"description": "the pools, sorted by prefix", "content": {
+                "application/json": {"schema": _ref("StatusList"),
+                                     "example": status_example}}}}}},
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "The process answers", "parameters": [],
+            "responses": {"200": {"description": "ok", "content": {
+                "text/plain": {"schema": {"type": "string", "enum": ["ok"]},
+                               "example": "ok"}}}}}},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document", "parameters": [],
+            "responses": {"200": {"description": "the OpenAPI 3.1 document", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}},
+    }
 
 
 def document(server_url: str = "/") -> dict[str, Any]:
@@ -254,6 +284,6 @@ def document(server_url: str = "/") -> dict[str, Any]:
                                 f"?per_page= (at most {MAX_PER_PAGE}). Rate limited per "
                                 "client address (429 with Retry-After)."},
         "servers": [{"url": server_url}],
-        "paths": {route.path: _operation(route) for route in ROUTES},
+        "paths": {**{route.path: _operation(route) for route in ROUTES}, **_plain_paths()},
         "components": {"schemas": SCHEMAS},
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from multipool.web import openapi
 from multipool.web.api import SERIES_BUCKET_MINUTES, SERIES_HOURS, WORKER_WINDOW
+from multipool.web.cache import AnswerCache
 from multipool.web.charts import hashrate_chart
 from multipool.web.data import WINDOWS, PoolFigures
 from multipool.web.display import (
@@ -52,6 +54,12 @@ TOP_MINERS = 10
 MINER_PAYMENTS = 20
 # The window the top miners are ranked over.
 TOP_MINERS_WINDOW = 3600
+# A rendered page is served again for this long (seconds; then for as long again while
+# one fresh rendering runs): many clients loading one page cost one rendering. The
+# figures under it are cached for a few seconds anyway (web/data.py).
+PAGE_CACHE_SECONDS = 1.0
+# Rendered pages kept (least recently used go first): every miner page of a busy pool.
+PAGE_CACHE_ENTRIES = 2048
 
 LIVE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # The page's own stylesheet and script and nothing else; the search form submits to the
@@ -93,10 +101,42 @@ def environment() -> jinja2.Environment:
 class Pages:
     """The HTML endpoints over the site's pools."""
 
-    def __init__(self, site: Site):
+    def __init__(self, site: Site, *, cache_seconds: float = PAGE_CACHE_SECONDS):
         self.site = site
         self.env = environment()
         self.versions = asset_versions()
+        self.cache = AnswerCache(cache_seconds, max_entries=PAGE_CACHE_ENTRIES)
+
+    async def close(self) -> None:
+        await self.cache.close()
+
+    async def cached(self, request: Request,
+                     render: Callable[[Request], Awaitable[Response]]) -> Response:
+        """The page ``render`` makes for this request, rendered at most once per
+        PAGE_CACHE_SECONDS for every client asking for the same URL on the same host
+        name's routing. Errors (404, 400) are raised again, never cached."""
+        key = (render.__name__, request.url.path, request.url.query,
+               request.scope.get("root_path", ""),
+               request.scope.get("state", {}).get("pool_host"))
+
+        async def compute() -> tuple[int, bytes]:
+            response = await render(request)
+            return response.status_code, bytes(response.body)
+
+        status, body = await self.cache.get(key, compute)
+        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+    async def index(self, request: Request) -> Response:
+        return await self.cached(request, self._index)
+
+    async def pool(self, request: Request) -> Response:
+        return await self.cached(request, self._pool)
+
+    async def miner(self, request: Request) -> Response:
+        return await self.cached(request, self._miner)
+
+    async def api_docs(self, request: Request) -> Response:
+        return await self.cached(request, self._api_docs)
 
     # -- shared ---------------------------------------------------------------------------
 
@@ -128,7 +168,7 @@ class Pages:
 
     # -- pages ----------------------------------------------------------------------------
 
-    async def index(self, request: Request) -> Response:
+    async def _index(self, request: Request) -> Response:
         views = await self.site.views()
         figures = await asyncio.gather(*(self._figures(v) for v in views))
         return self.render(request, "index.html", pools=list(zip(views, figures, strict=True)),
@@ -145,7 +185,7 @@ class Pages:
         except STATS_ERRORS:
             return None
 
-    async def pool(self, request: Request) -> Response:
+    async def _pool(self, request: Request) -> Response:
         pool = await self.site.pool(request.path_params["prefix"])
         others = [v for v in await self.site.views() if v.prefix != pool.prefix]
         context: dict[str, Any] = {"stats": None}
@@ -174,7 +214,7 @@ class Pages:
                            api_url=self.links(request).api(f"/api/v1/pools/{pool.prefix}"),
                            **context)
 
-    async def miner(self, request: Request) -> Response:
+    async def _miner(self, request: Request) -> Response:
         pool = await self.site.pool(request.path_params["prefix"])
         try:
             miner = address(request.path_params["address"], pool.network)
@@ -215,7 +255,7 @@ class Pages:
         return RedirectResponse(self.links(request).miner(pool.prefix, text), status_code=303,
                                 headers=LIVE_HEADERS)
 
-    async def api_docs(self, request: Request) -> Response:
+    async def _api_docs(self, request: Request) -> Response:
         doc = openapi.document(self.links(request).api("/"))
         return self.render(request, "api_docs.html", doc=doc, title="multipool API",
                            api_url=self.links(request).api("/openapi.json"))
