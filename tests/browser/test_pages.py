@@ -189,6 +189,9 @@ def test_miner_without_history_gets_a_friendly_page(browser: Any, site: Site):
         w.screenshot("miner-no-history")
         assert fresh in text
         assert all(value == 0 for value, _ in hashrates(text)), text
+        # Never seen is not online: no share has come from this address.
+        assert not re.search(r"\bonline\b", text, re.IGNORECASE), (
+            f"an address that never mined here is shown online:\n{text}")
         w.check_clean()
 
 
