@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.browser.checks import (
+    DESKTOP,
     PHONE,
     hashrates,
     page_colours,
@@ -267,4 +268,33 @@ def test_auto_refresh_keeps_the_scroll_position(browser: Any, site: Site):
         assert abs(position - target) <= 40, (
             f"scrolled to {target} px, at {position} px after the refresh "
             f"({refreshed[0]})")
+        w.check_clean()
+
+
+@pytest.mark.parametrize("page", ("pool", "miner"))
+@pytest.mark.parametrize("viewport", ("desktop", "phone"))
+def test_chart_labels_are_inside_the_chart(browser: Any, site: Site, page: str,
+                                           viewport: str):
+    """Every label of the hashrate chart (axis values, times, unit) is drawn whole
+    inside the picture: a clipped '0.045' reads '.045'. (Whether a label is long enough
+    to be clipped depends on the figures the mining run gave.)"""
+    phone = viewport == "phone"
+    with watched_page(browser, viewport=PHONE if phone else DESKTOP, mobile=phone) as w:
+        w.open(site.url(page_path(site, page)))
+        chart = w.page.locator("svg").filter(has=w.page.locator("text")).first
+        outside = chart.evaluate("""svg => {
+            const box = svg.getBoundingClientRect();
+            return [...svg.querySelectorAll('text')].filter(t => t.textContent.trim())
+                .map(t => [t.textContent.trim(), t.getBoundingClientRect()])
+                // A text's box is as tall as its line (room above and below the
+                // glyphs), as wide as its glyphs.
+                .filter(([_, r]) => r.left < box.left - 0.5 || r.right > box.right + 0.5
+                                    || r.top < box.top - 4 || r.bottom > box.bottom + 4)
+                .map(([text, r]) => `${text} at ${Math.round(r.left)}..${Math.round(r.right)}`
+                     + ` x ${Math.round(r.top)}..${Math.round(r.bottom)} (chart `
+                     + `${Math.round(box.left)}..${Math.round(box.right)} x `
+                     + `${Math.round(box.top)}..${Math.round(box.bottom)})`);
+        }""")
+        assert chart.evaluate("svg => svg.querySelectorAll('text').length") >= 3
+        assert not outside, f"chart labels cut off on the {page} page ({viewport}): {outside}"
         w.check_clean()
