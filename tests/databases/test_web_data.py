@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.database import create_engine
+from multipool.accounting.migrate import _config, upgrade
 from multipool.accounting.schema import (
     balances,
     block_rewards,
@@ -31,7 +33,7 @@ from multipool.accounting.schema import (
     payments,
     shares,
 )
-from multipool.accounting.stats import StatsRoller
+from multipool.accounting.stats import StatsRoller, miner_ranking
 from multipool.config import parse_coin_config
 from multipool.public_status import PublicStatusWriter
 from multipool.web.data import MAX_PER_PAGE, PoolReader, PoolReaders, open_read_only
@@ -483,3 +485,72 @@ def test_the_engine_publishes_where_its_database_is_and_no_credential(
                                          "port": None, "name": "multipool_ltc"}
     # ... and what the web makes of it.
     assert parse_status(text_form.encode(), "ltc").database is not None
+
+
+@pytest.mark.parametrize("window, later", [(86400, 17), (86400, 0), (7200, 43), (3600, 5)])
+async def test_the_ranking_over_hours_matches_the_shares(filled, window: int, later: int):
+    """Whole hours from stats_hour and the minutes at both ends from stats_minute add up
+    to the shares of the window, wherever in the hour it ends."""
+    reader, facts = filled
+    now = NOW + timedelta(minutes=later)
+    end = now.replace(second=0)
+    ranked = await miner_ranking(reader.engine, window, now=now)
+    inside = [r for r in facts["shares"] if end - timedelta(seconds=window) <= r["time"] < end]
+    difficulty: dict[str, float] = Counter()
+    for r in inside:
+        difficulty[r["address"]] += r["difficulty"] if r["accepted"] else 0.0
+    assert [(m.address, m.difficulty, m.workers, m.accepted, m.rejected) for m in ranked] == [
+        (a, approx(difficulty[a]),
+         len({r["worker"] for r in inside if r["address"] == a}),
+         sum(r["accepted"] for r in inside if r["address"] == a),
+         sum(not r["accepted"] for r in inside if r["address"] == a))
+        for a in sorted(difficulty, key=lambda a: (-difficulty[a], a))]
+
+
+async def test_revision_0005_fills_the_pool_and_hour_tables_from_the_minutes(
+        database_url: str):
+    """A database rolled up before revision 0005: its stats_minute rows are summed into
+    stats_pool_minute and stats_hour by the migration."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_config(sync), "0004"))
+        minutes = [(NOW - timedelta(minutes=m), address, worker, m % 3 + 1, m / 4, m % 2)
+                   for m in range(0, 150, 7) for address in ("addrA", "addrB")
+                   for worker in ("", "rig1")]
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO stats_minute (minute, address, worker, accepted,"
+                " accepted_difficulty, rejected) VALUES (:m, :a, :w, :acc, :d, :r)"),
+                [{"m": m.replace(second=0, tzinfo=None) if engine.dialect.name != "postgresql"
+                  else m.replace(second=0), "a": a, "w": w, "acc": acc, "d": d, "r": r}
+                 for m, a, w, acc, d, r in minutes])
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            pool = {_utc(r[0]): tuple(r[1:]) for r in await connection.execute(text(
+                "SELECT minute, accepted, accepted_difficulty, rejected"
+                " FROM stats_pool_minute"))}
+            hours = {(_utc(r[0]), r[1], r[2]): tuple(r[3:]) for r in await connection.execute(
+                text("SELECT hour, address, worker, accepted, accepted_difficulty, rejected"
+                     " FROM stats_hour"))}
+    finally:
+        await engine.dispose()
+    expected_pool: dict[datetime, list[float]] = {}
+    expected_hours: dict[tuple[datetime, str, str], list[float]] = {}
+    for m, a, w, acc, d, r in minutes:
+        minute = m.replace(second=0)
+        for table, key in ((expected_pool, minute),
+                           (expected_hours, (minute.replace(minute=0), a, w))):
+            sums = table.setdefault(key, [0, 0.0, 0])  # type: ignore[arg-type]
+            sums[0] += acc
+            sums[1] += d
+            sums[2] += r
+    assert pool == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_pool.items()}
+    assert hours == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_hours.items()}
+    assert len(hours) > 8
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

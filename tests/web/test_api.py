@@ -55,6 +55,7 @@ async def test_pools_and_pool(api: str):
     assert ltc["stats"]["last_block"]["reward"] == 625_000_000
     assert ltc["stats"]["last_block"]["reward_coins"] == "6.25000000"
     assert ltc["page"] == "/ltc/" and ltc["hashrate"] == 12345.6
+    assert (ltc["min_payout"], ltc["min_payout_coins"]) == (10_000_000, "0.10000000")
     assert ltcb["stats"] is None and ltcb["state"] == "online"
     one = check((await get(api + "/api/v1/pools/ltc")).body, "PoolDetail")
     assert one == ltc | {"updated_age": one["updated_age"]}
@@ -248,7 +249,7 @@ async def test_forwarded_for_believed_only_from_trusted_proxies(tmp_path: Path,
 # -- the OpenAPI document and its page ------------------------------------------------------
 
 # The routes that answer HTML for people (and the static files): not API endpoints.
-PAGES = {"/", "/api/docs", "/static", "/{prefix}/", "/{prefix}/miners/",
+PAGES = {"/", "/api/docs", "/static", "/{prefix}", "/{prefix}/", "/{prefix}/miners/",
          "/{prefix}/miners/{address:path}"}
 
 

@@ -216,6 +216,18 @@ stats_minute = Table(
     Index(None, "address", "minute"),
 )
 
+stats_hour = Table(
+    "stats_hour", metadata,
+    # stats_minute summed per hour: a ranking of miners over a day reads whole hours
+    # here and only the minutes at its two ends from stats_minute.
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("worker", String(WORKER), primary_key=True),
+    Column("accepted", Integer, nullable=False),
+    Column("accepted_difficulty", FLOAT64, nullable=False),
+    Column("rejected", Integer, nullable=False),
+)
+
 stats_pool_minute = Table(
     "stats_pool_minute", metadata,
     # The pool's shares per minute (stats_minute summed over miners and workers): the

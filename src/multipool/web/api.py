@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from multipool.config import to_units
 from multipool.web.data import (
     WINDOWS,
     BlockRow,
@@ -228,8 +229,15 @@ class Api:
                 stats = figures_json(await pool.reader.pool(), pool.decimals)
             except STATS_ERRORS:
                 stats = None
-        return {**pool.view.as_json(self.site.settings.public_host), "stats": stats,
-                "page": links.pool(pool.prefix)}
+        data = pool.view.as_json(self.site.settings.public_host)
+        # Money as everywhere in /api/v1: smallest units and the exact amount in coins.
+        status = pool.view.status
+        if status is not None and status.min_payout is not None:
+            data.update(money("min_payout", to_units(status.min_payout, pool.decimals),
+                              pool.decimals))
+        else:
+            data.update(min_payout=None, min_payout_coins=None)
+        return {**data, "stats": stats, "page": links.pool(pool.prefix)}
 
     async def pools(self, request: Request) -> Response:
         links = self._links(request)

@@ -128,6 +128,7 @@ def create_app(*, root: Path, settings: WebSettings, readers: PoolReaders | None
         Route("/healthz", healthz),
         *(Route(r.path, handlers[r.name], name=f"api-{r.name}") for r in ROUTES),
         Mount("/static", _StaticFiles(directory=STATIC), name="static"),
+        Route("/{prefix}", pages.pool_without_slash),
         Route("/{prefix}/", pages.pool, name="pool"),
         Route("/{prefix}/miners/", pages.search, name="search"),
         Route("/{prefix}/miners/{address:path}", pages.miner, name="miner"),
@@ -144,5 +145,8 @@ def create_app(*, root: Path, settings: WebSettings, readers: PoolReaders | None
                                         StatsUnavailable: unavailable,
                                         HTTPException: http_error},
                     lifespan=lifespan)
+    # Every path a slash away from a route would be redirected (/metrics to /metrics/,
+    # then not found): the one redirect wanted is /<prefix>, routed above.
+    app.router.redirect_slashes = False
     app.state.readers = pool_readers
     return app

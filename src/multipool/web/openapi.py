@@ -103,7 +103,8 @@ SCHEMAS: dict[str, Schema] = {
         "updated_age": _nullable(COUNT), "stratum": _list(_ref("Port")),
         "daemon": _nullable({"type": "object"}), "hashrate": _nullable(HASHRATE),
         "miners": _nullable(COUNT), "workers": _nullable(COUNT), "scheme": _nullable(STR),
-        "fee_percent": _nullable(NUM), "min_payout": _nullable(COINS),
+        "fee_percent": _nullable(NUM), "min_payout": _nullable(UNITS),
+        "min_payout_coins": _nullable(COINS),
         "last_block": _nullable({"type": "object"}), "blocks_24h": _nullable(COUNT),
         "last_payment": _nullable({"type": "object"}),
         "services": _nullable({"type": "object"}),
@@ -115,7 +116,8 @@ SCHEMAS: dict[str, Schema] = {
     "PoolList": _obj({"pools": _list(_ref("Pool"))}),
     "StatusList": {"type": "array", "items": {"type": "object"},
                    "description": "every pool as its status file says: the Pool schema "
-                                  "without stats and page"},
+                                  "without stats and page, min_payout in coins as a "
+                                  "decimal string"},
     "PoolDetail": _ref("Pool"),
     "Series": _obj({"bucket_seconds": COUNT, "hours": COUNT,
                     "points": _list(_obj({"time": TIME, "hashrate": HASHRATE}))}),
@@ -151,7 +153,7 @@ _POOL = {
                  "difficulty": 16.0, "vardiff": True, "tls": False}],
     "daemon": {"synced": True, "blocks": 1300, "headers": 1300, "peers": 8},
     "hashrate": 123456.7, "miners": 3, "workers": 5, "scheme": "pplns", "fee_percent": 1.0,
-    "min_payout": "0.10000000",
+    "min_payout": 10000000, "min_payout_coins": "0.10000000",
     "last_block": {"height": 1234, "time": "2026-12-03T12:00:00+00:00", "age": 304,
                    "status": "pending"},
     "blocks_24h": 12, "last_payment": None, "services": None,
@@ -248,7 +250,9 @@ def _operation(route: ApiRoute) -> Schema:
 
 def _plain_paths() -> dict[str, Any]:
     """The endpoints outside /api/v1: the first API, the health check, this document."""
-    status_example = [{k: v for k, v in _POOL.items() if k not in ("stats", "page")}]
+    status_example = [{**{k: v for k, v in _POOL.items()
+                          if k not in ("stats", "page", "min_payout_coins")},
+                       "min_payout": _POOL["min_payout_coins"]}]
     return {
         "/api/pools": {"get": {
             "operationId": "status_list",

@@ -245,6 +245,13 @@ class Pages:
                            api_url=self.links(request).api(
                                f"/api/v1/pools/{pool.prefix}/miners/{miner}"), **context)
 
+    async def pool_without_slash(self, request: Request) -> Response:
+        """``/<prefix>`` -> ``/<prefix>/`` for a pool of this server; anything else is
+        not found (no redirect to a page that does not exist, e.g. ``/metrics``)."""
+        view = await self.site.view(request.path_params["prefix"])
+        return RedirectResponse(self.links(request).pool(view.prefix), status_code=308,
+                                headers=LIVE_HEADERS)
+
     async def search(self, request: Request) -> Response:
         """The search box: ``/<prefix>/miners/?address=...`` -> the miner's page."""
         pool = await self.site.pool(request.path_params["prefix"])
