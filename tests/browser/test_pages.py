@@ -27,6 +27,9 @@ from tests.browser.checks import (
 )
 from tests.browser.conftest import Site
 
+# The pool behind the pages is mined on real litecoind nodes (conftest.py).
+pytestmark = pytest.mark.functional
+
 # What a hashrate's window is called on the pages (the contract: 10 min, 1 h, 24 h).
 WINDOW_LABEL = re.compile(r"10\s*min")
 SCRYPT_HASHES_PER_DIFFICULTY = 2**16
