@@ -522,6 +522,14 @@ def process_listening(port: int) -> int:
     raise SystemExit(f"no web process found listening on {port}")
 
 
+async def tick(lateness: list[float], until: float, interval: float = 0.005) -> None:
+    """Until ``until`` (perf_counter), sleep ``interval`` at a time and record how much
+    later than asked each sleep ended."""
+    while (due := time.perf_counter() + interval) < until:
+        await asyncio.sleep(interval)
+        lateness.append(max(0.0, time.perf_counter() - due))
+
+
 async def stratum_phase(miner: TimedMiner, status_file: Path, seconds: float,
                         pids: dict[str, int]) -> dict[str, Any]:
     """Share reply latencies over ``seconds``, the engine's loop lateness over the last
@@ -530,7 +538,12 @@ async def stratum_phase(miner: TimedMiner, status_file: Path, seconds: float,
     began = datetime.now(UTC)
     cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     clock = time.perf_counter()
+    # The miner's own loop, ticked as the engine's is: a late reply may be the miner's
+    # (this process waiting for a core) as well as the engine's.
+    lateness: list[float] = []
+    ticker = asyncio.create_task(tick(lateness, clock + seconds))
     await asyncio.sleep(seconds)
+    await ticker
     elapsed = time.perf_counter() - clock
     cores = {name: round((cpu_seconds(pid) - cpu[name]) / elapsed, 2)
              for name, pid in pids.items()}
@@ -546,6 +559,7 @@ async def stratum_phase(miner: TimedMiner, status_file: Path, seconds: float,
                    p99_ms=percentile(latencies, 0.99) * 1000,
                    max_ms=max(latencies) * 1000)
     row["loop_lag"] = lag
+    row["miner_loop_p99_ms"] = percentile(lateness, 0.99) * 1000 if lateness else None
     row["cores"] = cores
     row["load_average"] = float(Path("/proc/loadavg").read_text().split()[0])
     return row
@@ -625,6 +639,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
             "reply p99": figures.get("p99_ms", float("nan")),
             "reply max": figures.get("max_ms", float("nan")),
             "loop p99": lag.get("p99_ms", "n/a"), "loop max": lag.get("max_ms", "n/a"),
+            "miner loop p99": figures["miner_loop_p99_ms"] or float("nan"),
             "cores": f"{figures['cores']['engine']:.2f}/{figures['cores']['web']:.2f}"})
     report("web_load_stratum", "Stratum without and with the web load (ms; cores: "
            "engine/web)",
