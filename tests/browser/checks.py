@@ -61,9 +61,13 @@ class Watched:
 
 @contextmanager
 def watched_page(browser: Any, *, viewport: dict[str, int] = DESKTOP, mobile: bool = False,
-                 color_scheme: str = "light", main_status: int = 200) -> Iterator[Watched]:
+                 color_scheme: str = "light", main_status: int = 200,
+                 javascript: bool = True, permissions: tuple[str, ...] = ()
+                 ) -> Iterator[Watched]:
     """A fresh browser context and page, watched for errors; closed at the end."""
-    options: dict[str, Any] = {"viewport": viewport, "color_scheme": color_scheme}
+    options: dict[str, Any] = {"viewport": viewport, "color_scheme": color_scheme,
+                               "java_script_enabled": javascript,
+                               "permissions": list(permissions)}
     if mobile:
         options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
     context = browser.new_context(**options)

@@ -303,3 +303,38 @@ def test_chart_labels_are_inside_the_chart(browser: Any, site: Site, page: str,
         assert chart.evaluate("svg => svg.querySelectorAll('text').length") >= 3
         assert not outside, f"chart labels cut off on the {page} page ({viewport}): {outside}"
         w.check_clean()
+
+
+@pytest.mark.parametrize("page", ("pool", "miner"))
+def test_pages_without_javascript(browser: Any, site: Site, page: str):
+    """Every table and the chart are in the page itself: with JavaScript off they are
+    all there, with their rows."""
+    with watched_page(browser, javascript=False) as w:
+        w.open(site.url(page_path(site, page)))
+        w.screenshot(f"nojs-{page}")
+        text = w.text()
+        assert w.page.locator("svg text").count() >= 3, "no chart without JavaScript"
+        tables = w.page.locator("table")
+        assert tables.count() >= 2
+        for n in range(tables.count()):
+            assert tables.nth(n).locator("tbody tr").count() >= 1, (
+                f"table {n} has no rows without JavaScript")
+        if page == "pool":
+            assert str(latest_block(site)) in text
+            assert f"stratum+tcp://127.0.0.1:{site.stratum_port}" in text
+        else:
+            assert site.address in text
+            assert all(re.search(rf"\b{worker}\b", text) for worker in site.workers)
+        w.check_clean()
+
+
+def test_copy_button_copies_the_stratum_url(browser: Any, site: Site):
+    with watched_page(browser, permissions=("clipboard-read", "clipboard-write")) as w:
+        w.open(site.url(f"/{site.prefix}/"))
+        url = f"stratum+tcp://127.0.0.1:{site.stratum_port}"
+        code = w.page.locator("code", has_text=url).first
+        button = code.locator("xpath=following-sibling::button[1]")
+        button.click()
+        copied = w.page.evaluate("navigator.clipboard.readText()")
+        assert copied.strip() == url
+        w.check_clean()
