@@ -249,8 +249,8 @@ async def test_forwarded_for_believed_only_from_trusted_proxies(tmp_path: Path,
 # -- the OpenAPI document and its page ------------------------------------------------------
 
 # The routes that answer HTML for people (and the static files): not API endpoints.
-PAGES = {"/", "/api/docs", "/static", "/{prefix}", "/{prefix}/", "/{prefix}/miners/",
-         "/{prefix}/miners/{address:path}"}
+PAGES = {"/", "/api/docs", "/static", "/favicon.ico", "/{prefix}", "/{prefix}/",
+         "/{prefix}/miners/", "/{prefix}/miners/{address:path}"}
 
 
 def test_every_route_of_the_app_is_documented_or_a_page():

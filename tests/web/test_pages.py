@@ -450,3 +450,20 @@ async def test_miner_without_shares_in_this_round_is_told_so(tmp_path: Path,
     balance = section((await get(f"{url}/ltc/miners/{ALICE}")).text, "balance")
     assert "no shares in this round yet" in balance
     assert "of the round's shares" not in balance
+
+
+async def test_favicon_from_the_page_and_at_favicon_ico(tmp_path: Path, serve_app: Serve):
+    """Browsers ask for an icon: the page names the app's own, and /favicon.ico (what
+    tools ask for without reading the page) is the same picture, never a 404."""
+    two_pools(tmp_path)
+    url = await serve_app(tmp_path, readers=FakeReaders({"ltc": sample_reader()}))
+    html = (await get(url + "/ltc/")).text
+    found = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', html)
+    assert found, html[:500]
+    linked = await get(url + found.group(1).replace("&amp;", "&"))
+    direct = await get(url + "/favicon.ico")
+    for answer in (linked, direct):
+        assert answer.status == 200
+        assert answer.headers["Content-Type"].startswith("image/svg+xml")
+        assert answer.text.startswith("<svg") and "max-age" in answer.headers["Cache-Control"]
+    assert linked.text == direct.text

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -111,6 +111,11 @@ def create_app(*, root: Path, settings: WebSettings, readers: PoolReaders | None
         response.headers.update(exc.headers or {})
         return response
 
+    async def favicon(request: Request) -> Response:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": f"public, max-age={STATIC_MAX_AGE}",
+                                     "X-Content-Type-Options": "nosniff"})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
@@ -126,6 +131,8 @@ def create_app(*, root: Path, settings: WebSettings, readers: PoolReaders | None
         Route("/openapi.json", openapi_json),
         Route("/api/docs", pages.api_docs),
         Route("/healthz", healthz),
+        # Asked for by browsers and tools that do not read the page's <link rel="icon">.
+        Route("/favicon.ico", favicon),
         *(Route(r.path, handlers[r.name], name=f"api-{r.name}") for r in ROUTES),
         Mount("/static", _StaticFiles(directory=STATIC), name="static"),
         Route("/{prefix}", pages.pool_without_slash),

@@ -173,6 +173,7 @@ class Pages:
         values: dict[str, Any] = {
             "links": links, "public_host": self.site.settings.public_host,
             "stylesheet": links.static("style.css", self.versions["style.css"]),
+            "favicon": links.static("favicon.svg", self.versions["favicon.svg"]),
             "script": links.static("refresh.js", self.versions["refresh.js"]),
             "refresh": REFRESH_SECONDS, "stratum_url": stratum_url,
             "now": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
