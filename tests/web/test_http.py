@@ -171,3 +171,20 @@ def test_nice_ceiling(value, top):
 def test_axis_unit():
     assert axis_unit(2.5e15) == ("PH/s", 1e15)
     assert axis_unit(999.0) == ("H/s", 1.0)
+
+
+@pytest.mark.parametrize("peak", [0.045, 0.0017, 25_000.0, 999.0])
+def test_chart_value_labels_fit_left_of_the_axis_at_phone_letter_size(peak: float):
+    """On a phone the labels are drawn at 26 px (style.css). A digit there is about 0.6
+    em wide: every value label, right-aligned at its x, must start inside the picture."""
+    svg = hashrate_chart(_points([peak] * 144), title="t", chart_id="c",
+                         bucket_seconds=600)
+    tree = ElementTree.fromstring(str(svg))
+    ns = "{http://www.w3.org/2000/svg}"
+    labels = [t for t in tree.iter(f"{ns}text") if t.get("text-anchor") == "end"
+              and t.text and re.fullmatch(r"[\d.,]+", t.text)]
+    assert len(labels) == 5
+    for label in labels:
+        assert float(label.get("x")) - len(label.text) * 26 * 0.6 >= 0, label.text
+    axis_x = float(tree.findall(f"{ns}line")[-2].get("x1"))
+    assert all(float(label.get("x")) < axis_x for label in labels)

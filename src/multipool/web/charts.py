@@ -19,6 +19,8 @@ from multipool.web.display import HASHRATE_UNITS, format_hashrate
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 30, 36
+# The width of a digit at the phone's 26 px letters (style.css), in picture units.
+PHONE_DIGIT_WIDTH = 16
 # Horizontal grid lines above the zero line.
 Y_TICKS = 4
 # Hours between two labels of the time axis, by the span the chart covers.
@@ -66,10 +68,14 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
     the page, return an ``<svg>`` element: the line, its area, a labelled y axis and a
     UTC time axis. An empty or all-zero series says so in the picture."""
     ident = escape(chart_id)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     peak = max((p.hashrate for p in points), default=0.0)
     top = nice_ceiling(peak)
     unit, size = axis_unit(top)
+    labels = [_number(top * i / Y_TICKS / size) for i in range(Y_TICKS + 1)]
+    # Room for the longest value label at the phone's letter size (style.css), so a
+    # label such as "0.045" is never cut at the picture's left edge.
+    left = max(LEFT, 12 + PHONE_DIGIT_WIDTH * max(map(len, labels)))
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
     if points:
         start = points[0].time.timestamp()
         end = points[-1].time.timestamp() + bucket_seconds
@@ -79,7 +85,7 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
     span = max(end - start, 1.0)
 
     def x_of(t: float) -> float:
-        return LEFT + (t - start) / span * plot_w
+        return left + (t - start) / span * plot_w
 
     def y_of(rate: float) -> float:
         return TOP + plot_h - (rate / top) * plot_h
@@ -96,12 +102,12 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
     for i in range(Y_TICKS + 1):
         value = top * i / Y_TICKS
         y = y_of(value)
-        parts.append(f'<line class="chart-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
+        parts.append(f'<line class="chart-grid" x1="{left}" x2="{WIDTH - RIGHT}" '
                      f'y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor" stroke-opacity="0.2"/>')
-        parts.append(f'<text class="chart-label" x="{LEFT - 6}" y="{y + 4:.1f}" '
+        parts.append(f'<text class="chart-label" x="{left - 6}" y="{y + 4:.1f}" '
                      f'text-anchor="end" font-size="12" fill="currentColor">'
-                     f'{escape(_number(value / size))}</text>')
-    parts.append(f'<text class="chart-label chart-unit" x="{LEFT + 6}" y="{TOP - 10}" '
+                     f'{escape(labels[i])}</text>')
+    parts.append(f'<text class="chart-label chart-unit" x="{left + 6}" y="{TOP - 10}" '
                  f'font-size="12" fill="currentColor">{escape(unit)}</text>')
     # The time axis: whole UTC hours, every 1 or 6 hours by the span.
     step = next((hours for limit, hours in X_LABEL_HOURS if span <= limit), 24) * 3600
@@ -131,12 +137,12 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
         parts.append(f'<polyline class="chart-line" points="{line}" fill="none" '
                      f'stroke="currentColor" stroke-width="2"/>')
     if peak == 0:
-        parts.append(f'<text class="chart-empty" x="{LEFT + plot_w / 2:.1f}" '
+        parts.append(f'<text class="chart-empty" x="{left + plot_w / 2:.1f}" '
                      f'y="{TOP + plot_h / 2:.1f}" text-anchor="middle" font-size="14" '
                      f'fill="currentColor">no shares in this window</text>')
-    parts.append(f'<line class="chart-axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" '
+    parts.append(f'<line class="chart-axis" x1="{left}" x2="{left}" y1="{TOP}" '
                  f'y2="{TOP + plot_h}" stroke="currentColor"/>')
-    parts.append(f'<line class="chart-axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" '
+    parts.append(f'<line class="chart-axis" x1="{left}" x2="{WIDTH - RIGHT}" '
                  f'y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="currentColor"/>')
     parts.append("</svg>")
     return Markup("\n".join(parts))  # noqa: S704 - every interpolated text is escaped above
