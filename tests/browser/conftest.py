@@ -47,9 +47,14 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the
+# main thread while it is open, and every later test that runs its own loop
+# (asyncio.run, pytest-asyncio) would fail with "cannot be called from a running event
+# loop". It is closed once the last browser test has run.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Headless Chromium, started once; stopped at the end even after a failure."""
+    """Headless Chromium, started once for the browser tests; stopped after them even
+    after a failure."""
     executable = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
