@@ -25,3 +25,4 @@ bench: setup
 	$(VENV)/python bench/block_durability.py
 	$(VENV)/python bench/pplns_split.py
 	$(VENV)/python bench/payment_run.py
+	$(VENV)/python bench/web_load.py

@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tests.support.fake_daemon import FakeTemplateDaemon  # noqa: E402
+from tests.support.live_pool import get, web_process  # noqa: E402, F401 - for the benches
 
 from multipool.chain.pow import ALGORITHMS  # noqa: E402
 from multipool.config import PortConfig, StratumSection  # noqa: E402

@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 # needs no apt. systemd: systemd-analyze checks the generated units (nothing is started).
 # nginx and apache2: the site `multipool init` generates for either ([web] server) is
 # tested behind a real server of each (throwaway instances; the system's are not used).
+# chromium: the pages are tested in a real headless browser (tests/browser), driven by
+# Playwright with this system browser (Playwright's own browser download is not used).
 APT_PACKAGES=(litecoind python3-venv python3-pip ca-certificates openssl procps
-              postgresql mariadb-server git sqlite3 systemd nginx apache2)
+              postgresql mariadb-server git sqlite3 systemd nginx apache2 chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
