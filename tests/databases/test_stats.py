@@ -36,6 +36,7 @@ from multipool.accounting.stats import (
     prune_stats,
     round_effort,
     share_counts,
+    worker_totals,
     workers,
 )
 from multipool.supervision import Periodic, Supervisor
@@ -239,6 +240,35 @@ async def test_workers_and_active_miners(engine: AsyncEngine):
         T0 + timedelta(minutes=10, seconds=10)]
     assert await active_miners(engine, 600, now=now) == ActiveMiners(miners=2, workers=3)
     assert await active_miners(engine, 60, now=now) == ActiveMiners(miners=1, workers=1)
+
+
+async def test_worker_totals_newest_share_exact_only_recently(engine: AsyncEngine):
+    """A worker's newest share is exact within ``exact_seconds`` of now, else the start
+    of its minute (from stats_minute); a share of the current minute is seen too."""
+    await insert_shares(engine, [
+        share(T0 + timedelta(minutes=1, seconds=5), worker="rig1"),
+        share(T0 + timedelta(minutes=3, seconds=45), worker="rig1", accepted=False,
+              reject_code=21),
+        share(T0 + timedelta(minutes=5, seconds=30), worker="rig2"),
+        share(T0 + timedelta(minutes=10, seconds=10), worker="rig3"),  # current minute
+        share(T0 + timedelta(minutes=10, seconds=40), worker="rig3")])  # after now
+    await StatsRoller(engine).roll()
+    now = T0 + timedelta(minutes=10, seconds=30)
+
+    async def newest(exact_seconds: int) -> dict[str, datetime | None]:
+        found = await worker_totals(engine, "addrA", recent_seconds=600,
+                                    window_seconds=3600, exact_seconds=exact_seconds,
+                                    now=now)
+        return {w.worker: w.last_share for w in found}
+
+    # 300 s before now is 12:05:30: rig2's share is exactly on the edge.
+    assert await newest(300) == {"rig1": T0 + timedelta(minutes=3),
+                                 "rig2": T0 + timedelta(minutes=5, seconds=30),
+                                 "rig3": T0 + timedelta(minutes=10, seconds=10)}
+    assert await newest(299) == {"rig1": T0 + timedelta(minutes=3),
+                                 "rig2": T0 + timedelta(minutes=5),
+                                 "rig3": T0 + timedelta(minutes=10, seconds=10)}
+    assert (await newest(600))["rig1"] == T0 + timedelta(minutes=3, seconds=45)
 
 
 async def test_share_counts_and_history(engine: AsyncEngine):

@@ -216,15 +216,18 @@ async def test_miner_figures_money_workers_rejects_and_round_share(filled):
                         and MINUTE - timedelta(days=1) <= r["time"] <= NOW}):
         own = [r for r in rows if r["address"] == "addrA" and r["worker"] == name]
         last = max(r["time"] for r in own if r["time"] <= NOW)
+        online = NOW - last <= timedelta(minutes=10)
         expected_workers[name] = (
             approx(rate(rows, 600, "addrA", name)),
             sum(r["accepted"] for r in own if in_window(r, 86400)),
             sum(not r["accepted"] for r in own if in_window(r, 86400)),
-            last, NOW - last <= timedelta(minutes=10))
+            # Exact while online; an offline worker's is the start of its minute.
+            last if online else last.replace(second=0), online)
     got = {w.name: (w.hashrate, w.accepted, w.rejected, w.last_share, w.online)
            for w in miner.workers}
     assert got == expected_workers
     assert got["rig9"][4] is False  # stopped 30 minutes ago: offline after 10
+    assert got["rig9"][3].second == 0 and any(t.second for _, _, _, t, _ in got.values())
     assert any(online for *_, online in got.values())
     assert await reader.workers("addrA") == miner.workers
 

@@ -732,36 +732,54 @@ class WorkerTotals:
     recent_difficulty: float
     accepted: int
     rejected: int
+    # Exact when recent, else the start of its minute (see worker_totals).
     last_share: datetime | None
 
 
+# How far back a worker's newest share is read exactly from the shares table (see
+# worker_totals); older ones come from the per-minute roll-up.
+EXACT_LAST_SHARE = 600
+
+
 async def worker_totals(source: Source, address: str, *, recent_seconds: int,
-                        window_seconds: int,
+                        window_seconds: int, exact_seconds: int = EXACT_LAST_SHARE,
                         now: datetime | None = None) -> list[WorkerTotals]:
     """Given a miner's address, return its workers that sent a share in the long window
-    (whole minutes; the newest share exact from the shares table, up to ``now``), with
-    their accepted difficulty over the recent window, sorted by name."""
+    (whole minutes, plus the current minute up to ``now``), with their accepted
+    difficulty over the recent window, sorted by name.
+
+    A worker's newest share is exact (from the shares table) when it is at most
+    ``exact_seconds`` before ``now``; an older one is the start of its minute, from
+    stats_minute. Such a worker is offline, or nearly, so minute precision is enough,
+    and it spares reading a day of a big miner's shares (tens of thousands of rows) for
+    each page: the shares table is read over ``exact_seconds`` only, by its index on
+    address and time. A caller that calls a worker online when its newest share is at
+    most N seconds old passes ``exact_seconds >= N``: the answer is then the same as
+    with exact times, since the minute's start is never later than the share."""
     start, end = _window(window_seconds, now)
     recent_start, _ = _window(recent_seconds, now)
+    until = now or datetime.now(UTC)
     async with _connection(source) as connection:
         fold = _fold(connection)
         rolled = (await connection.execute(
             select(stats_minute.c.worker,
                    func.sum(case((stats_minute.c.minute >= recent_start,
                                   stats_minute.c.accepted_difficulty), else_=0.0)),
-                   func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected))
+                   func.sum(stats_minute.c.accepted), func.sum(stats_minute.c.rejected),
+                   func.max(stats_minute.c.minute))
             .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
                    stats_minute.c.minute < end)
             .group_by(stats_minute.c.worker))).all()
         latest = (await connection.execute(
             select(shares.c.worker, func.max(shares.c.time))
-            .where(shares.c.address == address, shares.c.time >= start,
-                   shares.c.time <= (now or datetime.now(UTC)))
+            .where(shares.c.address == address,
+                   shares.c.time >= max(start, until - timedelta(seconds=exact_seconds)),
+                   shares.c.time <= until)
             .group_by(shares.c.worker))).all()
     last_share = {fold(worker): as_utc(time) for worker, time in latest}
     found = {fold(worker): WorkerTotals(worker, float(d or 0.0), int(a), int(r),
-                                        last_share.get(fold(worker)))
-             for worker, d, a, r in rolled}
+                                        last_share.get(fold(worker), as_utc(minute)))
+             for worker, d, a, r, minute in rolled}
     for worker, time in latest:
         if fold(worker) not in found:
             found[fold(worker)] = WorkerTotals(worker, 0.0, 0, 0, as_utc(time))

@@ -168,6 +168,7 @@ class WorkerRow:
     hashrate: float  # over the last 600 s
     accepted: int  # shares in the last 24 h
     rejected: int
+    # Exact within ``offline_after`` minutes, else the start of its minute.
     last_share: datetime | None
     online: bool  # a share in the last ``offline_after`` minutes
 
@@ -328,7 +329,8 @@ class PoolReader:
             totals = await window_totals(connection, WINDOWS, now=now, address=address)
             money = await miner_money(connection, address)
             workers = await worker_totals(connection, address, recent_seconds=RECENT,
-                                          window_seconds=DAY, now=now)
+                                          window_seconds=DAY,
+                                          exact_seconds=self.offline_after * 60, now=now)
             rejects = await miner_rejects(connection, address, now - timedelta(days=1),
                                           now)
         tally = await self._round_tally()
@@ -360,7 +362,8 @@ class PoolReader:
         async def compute() -> tuple[WorkerRow, ...]:
             now = self.clock()
             found = await worker_totals(self.engine, address, recent_seconds=RECENT,
-                                        window_seconds=DAY, now=now)
+                                        window_seconds=DAY,
+                                        exact_seconds=self.offline_after * 60, now=now)
             return tuple(self._worker_row(w, now) for w in found)
 
         return await self.cache.get(("workers", address), compute)
