@@ -200,8 +200,8 @@ async def test_miner_figures_money_workers_rejects_and_round_share(filled):
     assert miner.hashrate == {w: approx(rate(rows, w, "addrA")) for w in (600, 3600, 86400)}
     # Immature: the pending block's credit only; paid: broadcast + confirmed batches.
     assert (miner.immature, miner.unpaid, miner.paid) == (44, 777, 100 + 200)
-    day = [r for r in rows if r["address"] == "addrA"
-           and NOW - timedelta(days=1) <= r["time"] <= NOW]
+    # Whole minutes ending where the current minute starts, as every 24 h figure.
+    day = [r for r in rows if r["address"] == "addrA" and in_window(r, 86400)]
     assert miner.rejects_24h == words(day)
     mine = sum(r["difficulty"] for r in rows if r["id"] > facts["round_after"]
                and r["accepted"] and r["address"] == "addrA")
@@ -554,6 +554,44 @@ async def test_revision_0005_fills_the_pool_and_hour_tables_from_the_minutes(
     assert pool == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_pool.items()}
     assert hours == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_hours.items()}
     assert len(hours) > 8
+
+
+async def test_revision_0006_fills_the_miner_rejects_from_the_rolled_shares(
+        database_url: str):
+    """A database rolled up before revision 0006: the rejected shares rolled so far
+    (ids up to the progress), in the minutes stats_rejects still holds, are counted per
+    minute, address and code into stats_miner_rejects by the migration."""
+    engine = create_engine(database_url)
+    rows = make_shares(seed=11, count=600)
+    naive = engine.dialect.name != "postgresql"
+    oldest = MINUTE - timedelta(hours=20)  # stats_rejects pruned before this minute
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_config(sync), "0005"))
+            await connection.execute(insert(shares), rows)
+            ids = (await connection.execute(select(shares.c.id).order_by(shares.c.id))
+                   ).scalars().all()
+            progress = ids[500]  # the last 99 shares are not rolled yet
+            await connection.execute(text(
+                "INSERT INTO settings (name, value) VALUES ('stats_last_share_id', :v)"),
+                {"v": str(progress)})
+            await connection.execute(text(
+                "INSERT INTO stats_rejects (minute, reject_code, count) VALUES (:m, 21, 1)"),
+                {"m": oldest.replace(tzinfo=None) if naive else oldest})
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            got = Counter({(_utc(r[0]), r[1], r[2]): r[3] for r in await connection.execute(
+                text("SELECT minute, address, reject_code, count FROM stats_miner_rejects"))})
+    finally:
+        await engine.dispose()
+    expected: Counter = Counter()
+    for row, share_id in zip(rows, ids, strict=True):
+        if share_id <= progress and not row["accepted"] and row["time"] >= oldest:
+            code = 20 if row["reject_code"] is None else row["reject_code"]
+            expected[row["time"].replace(second=0), row["address"], code] += 1
+    assert got == expected
+    assert len(expected) > 20
+    assert any(not r["accepted"] and r["time"] < oldest for r in rows[:500])
 
 
 def _utc(value: Any) -> datetime:

@@ -330,7 +330,7 @@ async def check(reader: PoolReader, database: Any, a: str, b: str, now: datetime
     # What the daemon says the address received (the payment is in the mempool).
     received = mined["node"].rpc("getreceivedbyaddress", a, 0, wallet=mined["miners_wallet"])
     assert to_units(Decimal(str(received)), 8) == paid
-    mine_day = [s for s in shares if s.address == a and now - timedelta(days=1) <= s.time]
+    mine_day = [s for s in shares if s.address == a and window(86400, s)]
     assert miner.rejects_24h == dict(Counter(WORDS[s.reject_code] for s in mine_day
                                              if not s.accepted))
     assert miner.round_difficulty == pytest.approx(mine_round, rel=1e-9)

@@ -245,3 +245,14 @@ stats_rejects = Table(
     Column("reject_code", Integer, primary_key=True),
     Column("count", Integer, nullable=False),
 )
+
+stats_miner_rejects = Table(
+    "stats_miner_rejects", metadata,
+    # Rejected shares per minute, miner and stratum error code: a miner's rejects by
+    # reason over a day read at most one row per minute and reason, not its shares.
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("reject_code", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index(None, "address", "minute"),
+)

@@ -2,11 +2,12 @@
 
 :class:`StatsRoller` adds new shares, in id order, to ``stats_minute`` (per minute,
 address and worker: accepted count, accepted difficulty, rejected count), to
-``stats_pool_minute`` (the same summed over the pool) and to ``stats_rejects`` (per
-minute and stratum reject code). Each chunk of shares is read, added and recorded as
-rolled (settings row ``stats_last_share_id``) in one transaction,
-so a crash neither counts a share twice nor skips one. This relies on share ids becoming
-visible in id order, which the coin's single share writer guarantees (writer.py).
+``stats_pool_minute`` (the same summed over the pool), to ``stats_rejects`` (per minute
+and stratum reject code) and to ``stats_miner_rejects`` (the same per address). Each
+chunk of shares is read, added and recorded as rolled (settings row
+``stats_last_share_id``) in one transaction, so a crash neither counts a share twice nor
+skips one. This relies on share ids becoming visible in id order, which the coin's
+single share writer guarantees (writer.py).
 
 Hashrate comes from difficulty: a share of difficulty ``d`` takes on average
 ``d * 2**256 / diff1_target`` hashes (``2**48 / 0xffff``, about ``2**32``, per unit of
@@ -36,7 +37,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    false,
     func,
     insert,
     select,
@@ -53,6 +53,7 @@ from multipool.accounting.schema import (
     settings,
     shares,
     stats_hour,
+    stats_miner_rejects,
     stats_minute,
     stats_pool_minute,
     stats_rejects,
@@ -171,6 +172,13 @@ _ADD_REJECTS = (
     .where(stats_rejects.c.minute == bindparam("k_minute"),
            stats_rejects.c.reject_code == bindparam("k_code"))
     .values(count=stats_rejects.c.count + bindparam("d_count")))
+
+_ADD_MINER_REJECTS = (
+    update(stats_miner_rejects)
+    .where(stats_miner_rejects.c.minute == bindparam("k_minute"),
+           stats_miner_rejects.c.address == bindparam("k_address"),
+           stats_miner_rejects.c.reject_code == bindparam("k_code"))
+    .values(count=stats_miner_rejects.c.count + bindparam("d_count")))
 
 
 async def _progress(connection: AsyncConnection) -> int | None:
@@ -293,6 +301,30 @@ async def _add_rejects(connection: AsyncConnection,
         await connection.execute(insert(stats_rejects), inserts)
 
 
+async def _add_miner_rejects(connection: AsyncConnection,
+                             rejects: dict[tuple[datetime, str, int], list[Any]]) -> None:
+    """Add the reject counts per miner (keyed by minute, address folded as the database
+    compares it, and code; valued [address, count]) to stats_miner_rejects."""
+    if not rejects:
+        return
+    fold = _fold(connection)
+    first, last = min(key[0] for key in rejects), max(key[0] for key in rejects)
+    stored = {(as_utc(minute), fold(address), code): address
+              for minute, address, code in (await connection.execute(
+                  select(stats_miner_rejects.c.minute, stats_miner_rejects.c.address,
+                         stats_miner_rejects.c.reject_code)
+                  .where(stats_miner_rejects.c.minute >= first,
+                         stats_miner_rejects.c.minute <= last)))}
+    updates = [{"k_minute": key[0], "k_address": stored[key], "k_code": key[2],
+                "d_count": count} for key, (_, count) in rejects.items() if key in stored]
+    inserts = [{"minute": key[0], "address": address, "reject_code": key[2], "count": count}
+               for key, (address, count) in rejects.items() if key not in stored]
+    if updates:
+        await connection.execute(_ADD_MINER_REJECTS, updates)
+    if inserts:
+        await connection.execute(insert(stats_miner_rejects), inserts)
+
+
 class StatsRoller:
     """Rolls new shares up into the per-minute statistics, one chunk per transaction."""
 
@@ -327,6 +359,7 @@ class StatsRoller:
             fold = _fold(connection)
             tallies: dict[tuple[datetime, str, str], _Tally] = {}
             rejects: Counter[tuple[datetime, int]] = Counter()
+            miner_rejects: dict[tuple[datetime, str, int], list[Any]] = {}
             for row in rows:
                 minute = minute_of(row.time)
                 key = (minute, fold(row.address), fold(row.worker))
@@ -338,7 +371,9 @@ class StatsRoller:
                     tally.difficulty += float(row.difficulty)
                 else:
                     tally.rejected += 1
-                    rejects[minute, row.reject_code or OTHER] += 1
+                    code = row.reject_code or OTHER
+                    rejects[minute, code] += 1
+                    miner_rejects.setdefault((minute, key[1], code), [row.address, 0])[1] += 1
             # Written first: on SQLite this takes the write lock and checks nobody else
             # rolled these shares since they were read.
             await _set_progress(connection, last, rows[-1].id)
@@ -346,6 +381,7 @@ class StatsRoller:
             await _add_hours(connection, tallies)
             await _add_pool_minutes(connection, tallies)
             await _add_rejects(connection, rejects)
+            await _add_miner_rejects(connection, miner_rejects)
         return len(rows)
 
 
@@ -353,7 +389,7 @@ async def prune_stats(engine: AsyncEngine, older_than: datetime) -> int:
     """Delete the statistics of minutes before ``older_than``; return the rows deleted."""
     async with engine.begin() as connection:
         deleted = 0
-        for table in (stats_minute, stats_pool_minute, stats_rejects):
+        for table in (stats_minute, stats_pool_minute, stats_rejects, stats_miner_rejects):
             result = await connection.execute(delete(table).where(table.c.minute < older_than))
             deleted += result.rowcount
         # An hour goes once all of it is older.
@@ -657,17 +693,18 @@ async def pool_rejects(source: Source, window_seconds: int, *,
     return _by_reason(rows)
 
 
-async def miner_rejects(source: Source, address: str, since: datetime,
+async def miner_rejects(source: Source, address: str, window_seconds: int, *,
                         now: datetime | None = None) -> dict[str, int]:
-    """One miner's rejected shares by reason from ``since`` to ``now``, exact, from the
-    shares table (its index on address and time)."""
+    """One miner's rejected shares by reason over a window of whole minutes, from
+    stats_miner_rejects (its index on address and minute)."""
+    start, end = _window(window_seconds, now)
     async with _connection(source) as connection:
         rows = (await connection.execute(
-            select(shares.c.reject_code, func.count())
-            .where(shares.c.address == address, shares.c.time >= since,
-                   shares.c.time <= (now or datetime.now(UTC)),
-                   shares.c.accepted == false())
-            .group_by(shares.c.reject_code))).all()
+            select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
+            .where(stats_miner_rejects.c.address == address,
+                   stats_miner_rejects.c.minute >= start,
+                   stats_miner_rejects.c.minute < end)
+            .group_by(stats_miner_rejects.c.reject_code))).all()
     return _by_reason(rows)
 
 

@@ -331,8 +331,7 @@ class PoolReader:
             workers = await worker_totals(connection, address, recent_seconds=RECENT,
                                           window_seconds=DAY,
                                           exact_seconds=self.offline_after * 60, now=now)
-            rejects = await miner_rejects(connection, address, now - timedelta(days=1),
-                                          now)
+            rejects = await miner_rejects(connection, address, DAY, now=now)
         tally = await self._round_tally()
         mine, pool = tally.of(address), tally.total
         return MinerFigures(
