@@ -773,9 +773,10 @@ class WorkerTotals:
     last_share: datetime | None
 
 
-# How far back a worker's newest share is read exactly from the shares table (see
-# worker_totals); older ones come from the per-minute roll-up.
-EXACT_LAST_SHARE = 600
+# How far back a worker's newest share is read exactly from the shares table at least
+# (see worker_totals); older ones come from the per-minute roll-up. The engine rolls up
+# once a minute: 5 minutes leave room for a late or slow roll.
+EXACT_LAST_SHARE = 300
 
 
 async def worker_totals(source: Source, address: str, *, recent_seconds: int,
@@ -792,7 +793,9 @@ async def worker_totals(source: Source, address: str, *, recent_seconds: int,
     each page: the shares table is read over ``exact_seconds`` only, by its index on
     address and time. A caller that calls a worker online when its newest share is at
     most N seconds old passes ``exact_seconds >= N``: the answer is then the same as
-    with exact times, since the minute's start is never later than the share."""
+    with exact times, since the minute's start is never later than the share. Shares
+    older than ``exact_seconds`` that are not rolled up yet are not seen: keep it above
+    the roll-up's delay (EXACT_LAST_SHARE)."""
     start, end = _window(window_seconds, now)
     recent_start, _ = _window(recent_seconds, now)
     until = now or datetime.now(UTC)
