@@ -232,6 +232,36 @@ async def test_miner_figures_money_workers_rejects_and_round_share(filled):
     assert await reader.workers("addrA") == miner.workers
 
 
+@pytest.mark.parametrize("later", [0, 17, 43, 59])
+async def test_miner_figures_wherever_in_the_hour_now_is(filled, later: int):
+    """A miner's hashrates, worker counts and newest shares (whole hours of the day
+    from stats_hour, minutes around them) match the shares, computed here, wherever in
+    the hour the window ends."""
+    reader, facts = filled
+    rows = facts["shares"]
+    now = NOW + timedelta(minutes=later)
+    end = now.replace(second=0)
+    reader.clock = lambda: now
+    miner = await reader.miner("addrA")
+    for seconds in (600, 3600, 86400):
+        assert miner.hashrate[seconds] == approx(sum(
+            r["difficulty"] for r in rows if r["accepted"] and r["address"] == "addrA"
+            and end - timedelta(seconds=seconds) <= r["time"] < end) * SCRYPT_HASHES
+            / seconds)
+    expected = {}
+    for name in sorted({r["worker"] for r in rows if r["address"] == "addrA"
+                        and end - timedelta(days=1) <= r["time"] <= now}):
+        own = [r for r in rows if r["address"] == "addrA" and r["worker"] == name]
+        day = [r for r in own if end - timedelta(days=1) <= r["time"] < end]
+        last = max(r["time"] for r in own if r["time"] <= now)
+        expected[name] = (sum(r["accepted"] for r in day),
+                          sum(not r["accepted"] for r in day),
+                          last if now - last <= timedelta(minutes=10)
+                          else last.replace(second=0))
+    assert {w.name: (w.accepted, w.rejected, w.last_share) for w in miner.workers} == expected
+    assert len(expected) == 3
+
+
 async def test_an_address_the_pool_never_saw_has_no_history(filled):
     reader, _ = filled
     nobody = await reader.miner("addrZ")

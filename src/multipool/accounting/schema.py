@@ -226,6 +226,8 @@ stats_hour = Table(
     Column("accepted", Integer, nullable=False),
     Column("accepted_difficulty", FLOAT64, nullable=False),
     Column("rejected", Integer, nullable=False),
+    # One miner's day (its page) reads its hours by this (revision 0006).
+    Index(None, "address", "hour"),
 )
 
 stats_pool_minute = Table(

@@ -1,6 +1,7 @@
 """A miner's rejected shares per minute and reason (stats_miner_rejects), so that its
 page reads a day of rejects from at most one row per minute and reason instead of its
-shares; filled from the shares table for the minutes rolled up so far.
+shares; filled from the shares table for the minutes rolled up so far. And an index on
+stats_hour by address: a miner's page reads its day's whole hours there.
 
 Revision ID: 0006
 Revises: 0005
@@ -35,6 +36,7 @@ def upgrade() -> None:
     op.create_index("ix_stats_miner_rejects_address_minute", "stats_miner_rejects",
                     ["address", "minute"])
     _fill(table)
+    op.create_index("ix_stats_hour_address_hour", "stats_hour", ["address", "hour"])
 
 
 def _fill(table: sa.Table) -> None:
@@ -73,5 +75,6 @@ def _fill(table: sa.Table) -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_stats_hour_address_hour", table_name="stats_hour")
     op.drop_index("ix_stats_miner_rejects_address_minute", table_name="stats_miner_rejects")
     op.drop_table("stats_miner_rejects")
