@@ -22,6 +22,7 @@ from multipool.accounting.schema import (
     blocks,
     settings,
     shares,
+    stats_miner_rejects,
     stats_minute,
     stats_pool_minute,
     stats_rejects,
@@ -32,10 +33,12 @@ from multipool.accounting.stats import (
     active_miners,
     hashrate,
     hashrate_history,
+    miner_rejects,
     pool_activity,
     prune_stats,
     round_effort,
     share_counts,
+    worker_totals,
     workers,
 )
 from multipool.supervision import Periodic, Supervisor
@@ -69,10 +72,12 @@ def random_shares(seed: int, count: int, start: datetime, minutes: int) -> list[
             for _ in range(count)]
 
 
-def tally(rows: list[dict]) -> tuple[dict, Counter]:
-    """What the stats tables must hold for these shares, computed independently."""
+def tally(rows: list[dict]) -> tuple[dict, Counter, Counter]:
+    """What the stats tables must hold for these shares, computed independently:
+    stats_minute, stats_rejects and stats_miner_rejects."""
     minutes: dict[tuple, list] = {}
     rejects: Counter = Counter()
+    miner_rejects: Counter = Counter()
     for row in rows:
         minute = row["time"].replace(second=0, microsecond=0)
         counts = minutes.setdefault((minute, row["address"], row["worker"]), [0, 0.0, 0])
@@ -81,21 +86,26 @@ def tally(rows: list[dict]) -> tuple[dict, Counter]:
             counts[1] += row["difficulty"]
         else:
             counts[2] += 1
-            rejects[minute, row["reject_code"] if row["reject_code"] is not None else 20] += 1
-    return minutes, rejects
+            code = row["reject_code"] if row["reject_code"] is not None else 20
+            rejects[minute, code] += 1
+            miner_rejects[minute, row["address"], code] += 1
+    return minutes, rejects, miner_rejects
 
 
 def utc(time: datetime) -> datetime:
     return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
 
 
-async def stored(engine: AsyncEngine) -> tuple[dict, Counter]:
+async def stored(engine: AsyncEngine) -> tuple[dict, Counter, Counter]:
     async with engine.connect() as connection:
         minute_rows = (await connection.execute(select(stats_minute))).all()
         reject_rows = (await connection.execute(select(stats_rejects))).all()
+        miner_rows = (await connection.execute(select(stats_miner_rejects))).all()
     return ({(utc(r.minute), r.address, r.worker): [r.accepted, r.accepted_difficulty,
                                                     r.rejected] for r in minute_rows},
-            Counter({(utc(r.minute), r.reject_code): r.count for r in reject_rows}))
+            Counter({(utc(r.minute), r.reject_code): r.count for r in reject_rows}),
+            Counter({(utc(r.minute), r.address, r.reject_code): r.count
+                     for r in miner_rows}))
 
 
 async def progress(engine: AsyncEngine) -> str | None:
@@ -182,12 +192,13 @@ async def test_worker_names_differing_in_case(engine: AsyncEngine):
     await roller.roll()
     await insert_shares(engine, rows[1:])
     assert await roller.roll() == 2
-    minutes, rejects = await stored(engine)
+    minutes, rejects, miner_rejects = await stored(engine)
     case_insensitive = engine.dialect.name == "mysql"
     assert len(minutes) == (1 if case_insensitive else 3)
     assert sum(counts[0] for counts in minutes.values()) == 2
     assert sum(counts[2] for counts in minutes.values()) == 1
     assert rejects == Counter({(T0, 23): 1})
+    assert miner_rejects == Counter({(T0, "addrA", 23): 1})
 
 
 def window_shares() -> list[dict]:
@@ -239,6 +250,72 @@ async def test_workers_and_active_miners(engine: AsyncEngine):
         T0 + timedelta(minutes=10, seconds=10)]
     assert await active_miners(engine, 600, now=now) == ActiveMiners(miners=2, workers=3)
     assert await active_miners(engine, 60, now=now) == ActiveMiners(miners=1, workers=1)
+
+
+async def test_worker_totals_newest_share_exact_only_recently(engine: AsyncEngine):
+    """A worker's newest share is exact within ``exact_seconds`` of now, else the start
+    of its minute (from stats_minute); a share of the current minute is seen too."""
+    await insert_shares(engine, [
+        share(T0 + timedelta(minutes=1, seconds=5), worker="rig1"),
+        share(T0 + timedelta(minutes=3, seconds=45), worker="rig1", accepted=False,
+              reject_code=21),
+        share(T0 + timedelta(minutes=5, seconds=30), worker="rig2"),
+        share(T0 + timedelta(minutes=10, seconds=10), worker="rig3"),  # current minute
+        share(T0 + timedelta(minutes=10, seconds=40), worker="rig3")])  # after now
+    await StatsRoller(engine).roll()
+    now = T0 + timedelta(minutes=10, seconds=30)
+
+    async def newest(exact_seconds: int) -> dict[str, datetime | None]:
+        found = await worker_totals(engine, "addrA", recent_seconds=600,
+                                    window_seconds=3600, exact_seconds=exact_seconds,
+                                    now=now)
+        return {w.worker: w.last_share for w in found}
+
+    # 300 s before now is 12:05:30: rig2's share is exactly on the edge.
+    assert await newest(300) == {"rig1": T0 + timedelta(minutes=3),
+                                 "rig2": T0 + timedelta(minutes=5, seconds=30),
+                                 "rig3": T0 + timedelta(minutes=10, seconds=10)}
+    assert await newest(299) == {"rig1": T0 + timedelta(minutes=3),
+                                 "rig2": T0 + timedelta(minutes=5),
+                                 "rig3": T0 + timedelta(minutes=10, seconds=10)}
+    assert (await newest(600))["rig1"] == T0 + timedelta(minutes=3, seconds=45)
+
+
+async def test_miner_rejects_over_whole_minutes(engine: AsyncEngine):
+    """A miner's rejects by reason over the whole minutes ending where now's minute
+    starts, counted here from the shares."""
+    rows = random_shares(9, 400, T0, 6)
+    await insert_shares(engine, rows)
+    await StatsRoller(engine, chunk_size=50).roll()
+    now = T0 + timedelta(minutes=5, seconds=1)
+    words = {21: "stale", 22: "duplicate", 23: "low difficulty", None: "other"}
+    for address in ("addrA", "addrB"):
+        inside = [r for r in rows if r["address"] == address and not r["accepted"]
+                  and T0 + timedelta(minutes=2) <= r["time"] < T0 + timedelta(minutes=5)]
+        expected = dict(Counter(words[r["reject_code"]] for r in inside))
+        assert len(expected) >= 3
+        assert await miner_rejects(engine, address, 180, now=now) == expected
+    assert await miner_rejects(engine, "addrZ", 180, now=now) == {}
+    with pytest.raises(ValueError, match="whole minutes"):
+        await miner_rejects(engine, "addrA", 90, now=now)
+
+
+async def test_miner_rejects_addresses_differing_in_case(engine: AsyncEngine):
+    # MariaDB's default collation ignores case: one miner there, two elsewhere.
+    roller = StatsRoller(engine)
+    await insert_shares(engine, [share(T0, address="addrA", accepted=False,
+                                       reject_code=23)])
+    await roller.roll()
+    await insert_shares(engine, [share(T0 + timedelta(seconds=3), address="ADDRA",
+                                       accepted=False, reject_code=23)])
+    assert await roller.roll() == 1
+    now = T0 + timedelta(minutes=1)
+    together = engine.dialect.name == "mysql"
+    assert await miner_rejects(engine, "addrA", 60, now=now) == {
+        "low difficulty": 2 if together else 1}
+    assert (await stored(engine))[2] == (
+        Counter({(T0, "addrA", 23): 2}) if together
+        else Counter({(T0, "addrA", 23): 1, (T0, "ADDRA", 23): 1}))
 
 
 async def test_share_counts_and_history(engine: AsyncEngine):
@@ -321,8 +398,9 @@ async def test_prune_stats(engine: AsyncEngine):
     await insert_shares(engine, rows)
     await StatsRoller(engine).roll()
     cutoff = T0 + timedelta(minutes=2)
-    minutes, rejects = tally(rows)
-    old = sum(key[0] < cutoff for key in minutes) + sum(key[0] < cutoff for key in rejects)
+    minutes, rejects, miner_rejects = tally(rows)
+    old = sum(key[0] < cutoff for table in (minutes, rejects, miner_rejects)
+              for key in table)
     assert old > 0
     # ... and the pool's row of each of those minutes (stats_pool_minute).
     old_pool_minutes = len({key[0] for key in minutes if key[0] < cutoff})
@@ -333,7 +411,8 @@ async def test_prune_stats(engine: AsyncEngine):
         {key[0] for key in minutes if key[0] >= cutoff})
     assert await stored(engine) == (
         {key: value for key, value in minutes.items() if key[0] >= cutoff},
-        Counter({key: value for key, value in rejects.items() if key[0] >= cutoff}))
+        Counter({key: value for key, value in rejects.items() if key[0] >= cutoff}),
+        Counter({key: value for key, value in miner_rejects.items() if key[0] >= cutoff}))
 
 
 async def test_a_failed_roll_up_is_retried_under_the_supervisor(

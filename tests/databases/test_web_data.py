@@ -200,8 +200,8 @@ async def test_miner_figures_money_workers_rejects_and_round_share(filled):
     assert miner.hashrate == {w: approx(rate(rows, w, "addrA")) for w in (600, 3600, 86400)}
     # Immature: the pending block's credit only; paid: broadcast + confirmed batches.
     assert (miner.immature, miner.unpaid, miner.paid) == (44, 777, 100 + 200)
-    day = [r for r in rows if r["address"] == "addrA"
-           and NOW - timedelta(days=1) <= r["time"] <= NOW]
+    # Whole minutes ending where the current minute starts, as every 24 h figure.
+    day = [r for r in rows if r["address"] == "addrA" and in_window(r, 86400)]
     assert miner.rejects_24h == words(day)
     mine = sum(r["difficulty"] for r in rows if r["id"] > facts["round_after"]
                and r["accepted"] and r["address"] == "addrA")
@@ -216,17 +216,50 @@ async def test_miner_figures_money_workers_rejects_and_round_share(filled):
                         and MINUTE - timedelta(days=1) <= r["time"] <= NOW}):
         own = [r for r in rows if r["address"] == "addrA" and r["worker"] == name]
         last = max(r["time"] for r in own if r["time"] <= NOW)
+        online = NOW - last <= timedelta(minutes=10)
         expected_workers[name] = (
             approx(rate(rows, 600, "addrA", name)),
             sum(r["accepted"] for r in own if in_window(r, 86400)),
             sum(not r["accepted"] for r in own if in_window(r, 86400)),
-            last, NOW - last <= timedelta(minutes=10))
+            # Exact while online; an offline worker's is the start of its minute.
+            last if online else last.replace(second=0), online)
     got = {w.name: (w.hashrate, w.accepted, w.rejected, w.last_share, w.online)
            for w in miner.workers}
     assert got == expected_workers
     assert got["rig9"][4] is False  # stopped 30 minutes ago: offline after 10
+    assert got["rig9"][3].second == 0 and any(t.second for _, _, _, t, _ in got.values())
     assert any(online for *_, online in got.values())
     assert await reader.workers("addrA") == miner.workers
+
+
+@pytest.mark.parametrize("later", [0, 17, 43, 59])
+async def test_miner_figures_wherever_in_the_hour_now_is(filled, later: int):
+    """A miner's hashrates, worker counts and newest shares (whole hours of the day
+    from stats_hour, minutes around them) match the shares, computed here, wherever in
+    the hour the window ends."""
+    reader, facts = filled
+    rows = facts["shares"]
+    now = NOW + timedelta(minutes=later)
+    end = now.replace(second=0)
+    reader.clock = lambda: now
+    miner = await reader.miner("addrA")
+    for seconds in (600, 3600, 86400):
+        assert miner.hashrate[seconds] == approx(sum(
+            r["difficulty"] for r in rows if r["accepted"] and r["address"] == "addrA"
+            and end - timedelta(seconds=seconds) <= r["time"] < end) * SCRYPT_HASHES
+            / seconds)
+    expected = {}
+    for name in sorted({r["worker"] for r in rows if r["address"] == "addrA"
+                        and end - timedelta(days=1) <= r["time"] <= now}):
+        own = [r for r in rows if r["address"] == "addrA" and r["worker"] == name]
+        day = [r for r in own if end - timedelta(days=1) <= r["time"] < end]
+        last = max(r["time"] for r in own if r["time"] <= now)
+        expected[name] = (sum(r["accepted"] for r in day),
+                          sum(not r["accepted"] for r in day),
+                          last if now - last <= timedelta(minutes=10)
+                          else last.replace(second=0))
+    assert {w.name: (w.accepted, w.rejected, w.last_share) for w in miner.workers} == expected
+    assert len(expected) == 3
 
 
 async def test_an_address_the_pool_never_saw_has_no_history(filled):
@@ -551,6 +584,44 @@ async def test_revision_0005_fills_the_pool_and_hour_tables_from_the_minutes(
     assert pool == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_pool.items()}
     assert hours == {k: (v[0], approx(v[1]), v[2]) for k, v in expected_hours.items()}
     assert len(hours) > 8
+
+
+async def test_revision_0006_fills_the_miner_rejects_from_the_rolled_shares(
+        database_url: str):
+    """A database rolled up before revision 0006: the rejected shares rolled so far
+    (ids up to the progress), in the minutes stats_rejects still holds, are counted per
+    minute, address and code into stats_miner_rejects by the migration."""
+    engine = create_engine(database_url)
+    rows = make_shares(seed=11, count=600)
+    naive = engine.dialect.name != "postgresql"
+    oldest = MINUTE - timedelta(hours=20)  # stats_rejects pruned before this minute
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(_config(sync), "0005"))
+            await connection.execute(insert(shares), rows)
+            ids = (await connection.execute(select(shares.c.id).order_by(shares.c.id))
+                   ).scalars().all()
+            progress = ids[500]  # the last 99 shares are not rolled yet
+            await connection.execute(text(
+                "INSERT INTO settings (name, value) VALUES ('stats_last_share_id', :v)"),
+                {"v": str(progress)})
+            await connection.execute(text(
+                "INSERT INTO stats_rejects (minute, reject_code, count) VALUES (:m, 21, 1)"),
+                {"m": oldest.replace(tzinfo=None) if naive else oldest})
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            got = Counter({(_utc(r[0]), r[1], r[2]): r[3] for r in await connection.execute(
+                text("SELECT minute, address, reject_code, count FROM stats_miner_rejects"))})
+    finally:
+        await engine.dispose()
+    expected: Counter = Counter()
+    for row, share_id in zip(rows, ids, strict=True):
+        if share_id <= progress and not row["accepted"] and row["time"] >= oldest:
+            code = 20 if row["reject_code"] is None else row["reject_code"]
+            expected[row["time"].replace(second=0), row["address"], code] += 1
+    assert got == expected
+    assert len(expected) > 20
+    assert any(not r["accepted"] and r["time"] < oldest for r in rows[:500])
 
 
 def _utc(value: Any) -> datetime:

@@ -226,6 +226,8 @@ stats_hour = Table(
     Column("accepted", Integer, nullable=False),
     Column("accepted_difficulty", FLOAT64, nullable=False),
     Column("rejected", Integer, nullable=False),
+    # One miner's day (its page) reads its hours by this (revision 0006).
+    Index(None, "address", "hour"),
 )
 
 stats_pool_minute = Table(
@@ -244,4 +246,15 @@ stats_rejects = Table(
     Column("minute", DateTime(timezone=True), primary_key=True),
     Column("reject_code", Integer, primary_key=True),
     Column("count", Integer, nullable=False),
+)
+
+stats_miner_rejects = Table(
+    "stats_miner_rejects", metadata,
+    # Rejected shares per minute, miner and stratum error code: a miner's rejects by
+    # reason over a day read at most one row per minute and reason, not its shares.
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("address", String(ADDRESS), primary_key=True),
+    Column("reject_code", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index(None, "address", "minute"),
 )

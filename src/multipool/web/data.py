@@ -40,6 +40,7 @@ from multipool.accounting.history import (
 )
 from multipool.accounting.schema import blocks
 from multipool.accounting.stats import (
+    EXACT_LAST_SHARE,
     RoundTally,
     WorkerTotals,
     active_miners,
@@ -168,6 +169,8 @@ class WorkerRow:
     hashrate: float  # over the last 600 s
     accepted: int  # shares in the last 24 h
     rejected: int
+    # Exact within ``offline_after`` minutes (5 at least), else the start of its
+    # minute.
     last_share: datetime | None
     online: bool  # a share in the last ``offline_after`` minutes
 
@@ -328,9 +331,9 @@ class PoolReader:
             totals = await window_totals(connection, WINDOWS, now=now, address=address)
             money = await miner_money(connection, address)
             workers = await worker_totals(connection, address, recent_seconds=RECENT,
-                                          window_seconds=DAY, now=now)
-            rejects = await miner_rejects(connection, address, now - timedelta(days=1),
-                                          now)
+                                          window_seconds=DAY,
+                                          exact_seconds=self._exact_seconds, now=now)
+            rejects = await miner_rejects(connection, address, DAY, now=now)
         tally = await self._round_tally()
         mine, pool = tally.of(address), tally.total
         return MinerFigures(
@@ -360,7 +363,8 @@ class PoolReader:
         async def compute() -> tuple[WorkerRow, ...]:
             now = self.clock()
             found = await worker_totals(self.engine, address, recent_seconds=RECENT,
-                                        window_seconds=DAY, now=now)
+                                        window_seconds=DAY,
+                                        exact_seconds=self._exact_seconds, now=now)
             return tuple(self._worker_row(w, now) for w in found)
 
         return await self.cache.get(("workers", address), compute)
@@ -390,6 +394,12 @@ class PoolReader:
                         status=entry.status, confirmations=confirmations,
                         maturity=self.maturity, reward=entry.reward, effort=entry.effort,
                         finder=entry.address, worker=entry.worker)
+
+    @property
+    def _exact_seconds(self) -> int:
+        """How far back workers' newest shares are exact: offline_after at least, so that
+        "online" is exact, and the minutes the roll-up may not have reached yet."""
+        return max(self.offline_after * 60, EXACT_LAST_SHARE)
 
     def _worker_row(self, totals: WorkerTotals, now: datetime) -> WorkerRow:
         online = (totals.last_share is not None
