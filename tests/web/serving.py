@@ -42,21 +42,19 @@ async def get(url: str, *, headers: dict[str, str] | None = None,
 Serve = Callable[..., Awaitable[str]]
 
 
-@pytest.fixture
-async def serve_app() -> AsyncIterator[Serve]:
-    """Start create_app(root, settings, readers) under uvicorn; return its base URL.
-    Every server is stopped (and its lifespan run) at the end of the test."""
-    running = []
+class RunningApps:
+    """ASGI apps under real uvicorn servers in this process, each on a free loopback
+    port; :meth:`stop` stops them all the way SIGTERM stops one (lifespan run)."""
 
-    async def start(root: Path, *, readers: PoolReaders | None = None,
-                    page_cache_seconds: float = PAGE_CACHE_SECONDS, **settings: Any) -> str:
-        settings.setdefault("public_host", PUBLIC_HOST)
+    def __init__(self) -> None:
+        self.running: list[tuple[Any, asyncio.Task[None]]] = []
+
+    async def start(self, app: Any) -> str:
+        """Serve ``app``; return its base URL once it listens."""
         port = free_port()
-        app = create_app(root=root, settings=WebSettings(**settings), readers=readers,
-                         page_cache_seconds=page_cache_seconds)
         server = make_server(app, handle_signals=False)
         task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
-        running.append((server, task))
+        self.running.append((server, task))
         deadline = time.monotonic() + 10
         while not server.started:
             assert not task.done(), task.exception()
@@ -64,7 +62,24 @@ async def serve_app() -> AsyncIterator[Serve]:
             await asyncio.sleep(0.01)
         return f"http://127.0.0.1:{port}"
 
+    async def stop(self) -> None:
+        for server, task in self.running:
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[Serve]:
+    """Start create_app(root, settings, readers) under uvicorn; return its base URL.
+    Every server is stopped (and its lifespan run) at the end of the test."""
+    apps = RunningApps()
+
+    async def start(root: Path, *, readers: PoolReaders | None = None,
+                    page_cache_seconds: float = PAGE_CACHE_SECONDS, **settings: Any) -> str:
+        settings.setdefault("public_host", PUBLIC_HOST)
+        return await apps.start(create_app(root=root, settings=WebSettings(**settings),
+                                           readers=readers,
+                                           page_cache_seconds=page_cache_seconds))
+
     yield start
-    for server, task in running:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    await apps.stop()

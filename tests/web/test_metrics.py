@@ -23,6 +23,7 @@ from multipool.web.metrics import create_metrics_app
 from multipool.web.server import bind_sockets, make_server
 from multipool.web.settings import WebSettings
 from multipool.web.status import StatusError, StatusReader, parse_status
+from tests.web.serving import RunningApps
 from tests.web.test_web import fetch, status_doc, write_status
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -66,24 +67,13 @@ MetricsStart = Callable[[Path], Awaitable[str]]
 @pytest.fixture
 async def serve_metrics() -> AsyncIterator[MetricsStart]:
     """The metrics app under a real uvicorn server on a free port; stopped at the end."""
-    running = []
+    apps = RunningApps()
 
     async def start(root: Path) -> str:
-        port = free_port()
-        server = make_server(create_metrics_app(StatusReader(root)), handle_signals=False)
-        task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
-        running.append((server, task))
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert not task.done(), task.exception()
-            assert time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.01)
-        return f"http://127.0.0.1:{port}"
+        return await apps.start(create_metrics_app(StatusReader(root)))
 
     yield start
-    for server, task in running:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    await apps.stop()
 
 
 async def test_metrics_are_the_status_files(tmp_path: Path, serve_metrics: MetricsStart):

@@ -29,6 +29,7 @@ from multipool.web.display import format_age, format_coins, format_hashrate, for
 from multipool.web.server import bind_sockets, make_server, parse_listen
 from multipool.web.settings import WebSettings
 from multipool.web.status import StatusError, StatusReader, parse_status
+from tests.web.serving import RunningApps
 
 PUBLIC_HOST = "pool.example.org"
 runner = CliRunner()
@@ -91,25 +92,14 @@ Start = Callable[..., Awaitable[str]]
 async def serve() -> AsyncIterator[Start]:
     """Start the real app under a real uvicorn server in this process (on a free port);
     returns its base URL. Every server is stopped the way SIGTERM stops it."""
-    running = []
+    apps = RunningApps()
 
     async def start(root: Path, public_host: str = PUBLIC_HOST) -> str:
-        port = free_port()
-        server = make_server(create_app(root=root, settings=WebSettings(public_host=public_host)),
-                             handle_signals=False)
-        task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
-        running.append((server, task))
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert not task.done(), task.exception()
-            assert time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.01)
-        return f"http://127.0.0.1:{port}"
+        return await apps.start(create_app(root=root,
+                                           settings=WebSettings(public_host=public_host)))
 
     yield start
-    for server, task in running:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    await apps.stop()
 
 
 def test_the_server_parses_http_with_httptools(tmp_path: Path):
