@@ -31,7 +31,7 @@ from pathlib import Path
 from multipool.errors import ConfigError, PoolError
 from multipool.ops import changes, sites
 from multipool.ops.changes import Change
-from multipool.ops.commands import CommandError, run_command
+from multipool.ops.commands import run_command
 from multipool.ops.nginx import (
     GZIP_TYPES,
     SECURITY_HEADERS,
@@ -219,23 +219,12 @@ def check_and_reload(*, snapshot: sites.Snapshot, apache: Apache) -> str:
     """Run ``apache2ctl configtest``; when it fails, put the files back as ``snapshot``
     has them and raise :class:`ApacheError` with Apache's output, without reloading.
     Then ``apache2ctl graceful`` when Apache runs. Return ``"reloaded"`` or ``"tested"``."""
-    try:
-        apache.run([*apache.ctl, "configtest"])
-    except CommandError as exc:
-        undone = snapshot.restore()
-        raise ApacheError(
-            "Apache rejects the new site, so it is rolled back"
-            + (f" ({'; '.join(undone)})" if undone else "")
-            + f" and Apache is not reloaded. Apache said:\n{exc.output.strip()}") from exc
-    if not apache_running(apache):
-        logger.info("Apache's config is valid; Apache is not running, nothing to reload")
-        return "tested"
-    try:
-        apache.run([*apache.ctl, "graceful"])
-    except CommandError as exc:
-        raise ApacheError(f"Apache could not reload. Apache said:\n{exc.output.strip()}"
-                          ) from exc
-    return "reloaded"
+    return sites.check_and_reload(
+        name="Apache", snapshot=snapshot,
+        test=lambda: apache.run([*apache.ctl, "configtest"]),
+        running=lambda: apache_running(apache),
+        reload=lambda: apache.run([*apache.ctl, "graceful"]),
+        error=ApacheError, logger=logger)
 
 
 def module_changes(apache: Apache, modules: Sequence[str] = MODULES) -> list[Change]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from multipool.errors import ConfigError, PoolError
 from multipool.ops import changes, sites
 from multipool.ops.changes import Change
-from multipool.ops.commands import CommandError, run_command
+from multipool.ops.commands import run_command
 
 logger = logging.getLogger("multipool.ops.nginx")
 
@@ -290,22 +290,12 @@ def check_and_reload(*, snapshot: sites.Snapshot, nginx: Sequence[str] = NGINX,
     (the previous site, or none) and raise :class:`NginxError` with nginx's output,
     without reloading. Then ``nginx -s reload`` when nginx runs. Return ``"reloaded"``
     or ``"tested"`` (nginx is not running)."""
-    try:
-        run_command([*nginx, "-t"], timeout=60)
-    except CommandError as exc:
-        undone = snapshot.restore()
-        raise NginxError(
-            "nginx rejects the new site, so it is rolled back"
-            + (f" ({'; '.join(undone)})" if undone else "")
-            + f" and nginx is not reloaded. nginx said:\n{exc.output.strip()}") from exc
-    if not nginx_running(pid_file):
-        logger.info("nginx config is valid; nginx is not running, nothing to reload")
-        return "tested"
-    try:
-        run_command([*nginx, "-s", "reload"], timeout=60)
-    except CommandError as exc:
-        raise NginxError(f"nginx could not reload. nginx said:\n{exc.output.strip()}") from exc
-    return "reloaded"
+    return sites.check_and_reload(
+        name="nginx", snapshot=snapshot,
+        test=lambda: run_command([*nginx, "-t"], timeout=60),
+        running=lambda: nginx_running(pid_file),
+        reload=lambda: run_command([*nginx, "-s", "reload"], timeout=60),
+        error=NginxError, logger=logger)
 
 
 def _dirs(nginx_dir: Path, upstream: str) -> tuple[Path, Path]:

@@ -18,14 +18,17 @@ was none, and the server is not reloaded.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from multipool.atomicfile import write_atomically
-from multipool.errors import ConfigError
+from multipool.errors import ConfigError, PoolError
 from multipool.ops import changes
 from multipool.ops.changes import Change
+from multipool.ops.commands import CommandError
 
 BEGIN = "# BEGIN multipool: `multipool init` rewrites the lines up to END from multipool.toml"
 END = "# END multipool"
@@ -140,3 +143,28 @@ def server_running(pid_file: Path, program: str) -> bool:
         return program in Path(f"/proc/{pid}/comm").read_text()
     except OSError:
         return True
+
+
+def check_and_reload(*, name: str, snapshot: Snapshot, test: Callable[[], object],
+                     running: Callable[[], bool], reload: Callable[[], object],
+                     error: type[PoolError], logger: logging.Logger) -> str:
+    """Run the web server's config ``test``; when it fails, put the files back as
+    ``snapshot`` has them and raise ``error`` with the server's output, without
+    reloading. Then ``reload`` when the server is ``running``. Return ``"reloaded"`` or
+    ``"tested"`` (the server is not running). ``name`` is how messages call the server."""
+    try:
+        test()
+    except CommandError as exc:
+        undone = snapshot.restore()
+        raise error(
+            f"{name} rejects the new site, so it is rolled back"
+            + (f" ({'; '.join(undone)})" if undone else "")
+            + f" and {name} is not reloaded. {name} said:\n{exc.output.strip()}") from exc
+    if not running():
+        logger.info("%s's config is valid; %s is not running, nothing to reload", name, name)
+        return "tested"
+    try:
+        reload()
+    except CommandError as exc:
+        raise error(f"{name} could not reload. {name} said:\n{exc.output.strip()}") from exc
+    return "reloaded"
