@@ -26,7 +26,6 @@ from multipool.web.data import (
     PoolReaders,
     WorkerRow,
 )
-from multipool.web.status import PoolStatus
 
 T = TypeVar("T")
 
@@ -136,7 +135,7 @@ class FakeReaders(PoolReaders):
         self.readers = readers
         self.closed = False
 
-    async def get(self, prefix: str, status: PoolStatus | None = None) -> PoolReader | None:
+    async def get(self, prefix: str) -> PoolReader | None:
         return self.readers.get(prefix)
 
     async def close(self) -> None:
