@@ -225,12 +225,19 @@ async def mined(regtest: RegtestNetwork, url: str, tmp_path: Path
                 await mine_phase(port, [f"{a}.rig1", f"{b}.rig1"], regtest, 3)
                 await writer.flush()
                 await tracker.check()
-                await hand_shares(port, f"{a}.hand", lambda: regtest.mine(1, pool_address))
-                # rig2 offline (no share for OFFLINE_AFTER minutes), and the minute of
-                # the last shares complete (windows end where the current minute starts).
+                # rig2 offline (no share for OFFLINE_AFTER minutes) before the hand
+                # shares, so that at the clock of the check "hand" is online and rig2 not.
                 await asyncio.sleep(max(0.0, OFFLINE_AFTER * 60 + 2
                                         - (time.monotonic() - rig2_stopped)))
+                await hand_shares(port, f"{a}.hand", lambda: regtest.mine(1, pool_address))
                 await writer.flush()
+                # status.json's tip is the engine's last sync reading: let it see the
+                # block hand_shares mined.
+                tip = node.rpc("getblockcount")
+                for _ in range(300):
+                    if engine.sync_state is not None and engine.sync_state.blocks == tip:
+                        break
+                    await asyncio.sleep(0.1)
                 await StatsRoller(database).roll()
                 public = PublicStatusWriter(config=config, database=database, engine=engine,
                                             directory=root / "web" / "ltc",
@@ -250,8 +257,12 @@ async def mined(regtest: RegtestNetwork, url: str, tmp_path: Path
 
 async def test_every_figure_matches_the_tables_and_the_daemon(mined: dict[str, Any]):
     database, a, b = mined["database"], mined["a"], mined["b"]
-    now = datetime.now(UTC)
-    minute = now.replace(second=0, microsecond=0)
+    # The reader's clock and the test's: where the minute after the newest share starts.
+    # Every share then lies in a complete minute, the hand shares are less than
+    # OFFLINE_AFTER old and rig2's more, however long the set-up took on this machine.
+    newest_share = utc((await rows(database, "SELECT max(time) FROM shares"))[0][0])
+    minute = newest_share.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    now = minute
     if mined["url"].startswith("sqlite"):
         readers = PoolReaders(mined["root"], offline_after=OFFLINE_AFTER, cache_seconds=0)
         reader = await readers.get("ltc")
