@@ -45,7 +45,8 @@ from multipool.accounting.schema import (
 )
 from multipool.accounting.stats import StatsRoller
 from multipool.testdb import PostgresServer
-from multipool.web.data import PoolReader, open_read_only
+from multipool.web.data import PoolReader
+from multipool.web.database import open_read_only
 from multipool.web.status import DatabaseLocation
 
 BATCH = 20_000

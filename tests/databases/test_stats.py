@@ -248,8 +248,8 @@ async def test_workers_and_active_miners(engine: AsyncEngine):
     assert [w.last_share for w in found] == [
         T0 + timedelta(minutes=3), T0 + timedelta(minutes=5, seconds=30),
         T0 + timedelta(minutes=10, seconds=10)]
-    assert await active_miners(engine, 600, now=now) == ActiveMiners(miners=2, workers=3)
-    assert await active_miners(engine, 60, now=now) == ActiveMiners(miners=1, workers=1)
+    assert await stats.read(engine, active_miners, 600, now=now) == ActiveMiners(2, 3)
+    assert await stats.read(engine, active_miners, 60, now=now) == ActiveMiners(1, 1)
 
 
 async def test_worker_totals_newest_share_exact_only_recently(engine: AsyncEngine):
@@ -266,9 +266,8 @@ async def test_worker_totals_newest_share_exact_only_recently(engine: AsyncEngin
     now = T0 + timedelta(minutes=10, seconds=30)
 
     async def newest(exact_seconds: int) -> dict[str, datetime | None]:
-        found = await worker_totals(engine, "addrA", recent_seconds=600,
-                                    window_seconds=3600, exact_seconds=exact_seconds,
-                                    now=now)
+        found = await stats.read(engine, worker_totals, "addrA", windows=(600, 3600),
+                                 exact_seconds=exact_seconds, now=now)
         return {w.worker: w.last_share for w in found}
 
     # 300 s before now is 12:05:30: rig2's share is exactly on the edge.
@@ -294,10 +293,10 @@ async def test_miner_rejects_over_whole_minutes(engine: AsyncEngine):
                   and T0 + timedelta(minutes=2) <= r["time"] < T0 + timedelta(minutes=5)]
         expected = dict(Counter(words[r["reject_code"]] for r in inside))
         assert len(expected) >= 3
-        assert await miner_rejects(engine, address, 180, now=now) == expected
-    assert await miner_rejects(engine, "addrZ", 180, now=now) == {}
+        assert await stats.read(engine, miner_rejects, address, 180, now=now) == expected
+    assert await stats.read(engine, miner_rejects, "addrZ", 180, now=now) == {}
     with pytest.raises(ValueError, match="whole minutes"):
-        await miner_rejects(engine, "addrA", 90, now=now)
+        await stats.read(engine, miner_rejects, "addrA", 90, now=now)
 
 
 async def test_miner_rejects_addresses_differing_in_case(engine: AsyncEngine):
@@ -311,7 +310,7 @@ async def test_miner_rejects_addresses_differing_in_case(engine: AsyncEngine):
     assert await roller.roll() == 1
     now = T0 + timedelta(minutes=1)
     together = engine.dialect.name == "mysql"
-    assert await miner_rejects(engine, "addrA", 60, now=now) == {
+    assert await stats.read(engine, miner_rejects, "addrA", 60, now=now) == {
         "low difficulty": 2 if together else 1}
     assert (await stored(engine))[2] == (
         Counter({(T0, "addrA", 23): 2}) if together
@@ -331,8 +330,8 @@ async def test_share_counts_and_history(engine: AsyncEngine):
     assert counts.invalid_total == len(recent) - counts.valid > 0
 
     now = T0 + timedelta(minutes=5, seconds=1)
-    history = await hashrate_history(engine, algorithm="sha256d", since=T0, now=now,
-                                     bucket_seconds=120)
+    history = await stats.read(engine, hashrate_history, algorithm="sha256d", since=T0,
+                               now=now, bucket_seconds=120)
     # 5 minutes in 2-minute buckets ending at 12:05: 11:59-12:01, 12:01-12:03, 12:03-12:05.
     assert [start for start, _ in history] == [T0 - timedelta(minutes=1),
                                                T0 + timedelta(minutes=1),

@@ -11,13 +11,14 @@ import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import Connection, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,7 +37,8 @@ from multipool.accounting.schema import (
 from multipool.accounting.stats import StatsRoller, miner_ranking
 from multipool.config import parse_coin_config
 from multipool.public_status import PublicStatusWriter
-from multipool.web.data import MAX_PER_PAGE, PoolReader, PoolReaders, open_read_only
+from multipool.web.data import MAX_PER_PAGE, PoolReader, PoolReaders
+from multipool.web.database import ServerDatabase, open_read_only
 from multipool.web.status import DatabaseLocation, StatusError, parse_status
 from tests.databases.test_coin_databases import (  # noqa: F401 - fixtures
     WEB_PASSWORD,
@@ -150,6 +152,14 @@ def words(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 def approx(value: float) -> Any:
     return pytest.approx(value, rel=1e-9)
+
+
+def committed(statement: str) -> Callable[[Connection], None]:
+    """A call for ReadOnlyDatabase.run that runs a statement and commits it."""
+    def run(connection: Connection) -> None:
+        connection.execute(text(statement))
+        connection.commit()
+    return run
 
 
 @pytest.fixture
@@ -339,7 +349,8 @@ async def test_many_clients_on_one_page_cost_one_query(engine: AsyncEngine,
     def cold_reader() -> PoolReader:
         new = PoolReader(create_engine(database_url), algorithm="scrypt",
                          cache_seconds=30, clock=lambda: NOW)
-        event.listen(new.engine.sync_engine, "before_cursor_execute",
+        assert isinstance(new.database, ServerDatabase)
+        event.listen(new.database.engine.sync_engine, "before_cursor_execute",
                      lambda *args: statements.append(args[2]))
         return new
 
@@ -373,14 +384,12 @@ async def test_the_sqlite_reader_cannot_write(tmp_path: Path, engine: AsyncEngin
     path = make_url(database_url).database
     reading = open_read_only(DatabaseLocation("sqlite", path=path), password=None)
     try:
-        async with reading.connect() as connection:
-            assert (await connection.execute(select(func.count()).select_from(balances))
-                    ).scalar_one() == 2
+        assert await reading.run(lambda connection: connection.execute(
+            select(func.count()).select_from(balances)).scalar_one()) == 2
         for statement in ("DELETE FROM balances", "UPDATE balances SET amount = 0",
                           "CREATE TABLE intruder (id INTEGER)"):
             with pytest.raises(OperationalError, match=r"readonly|read-only|query_only"):
-                async with reading.begin() as connection:
-                    await connection.execute(text(statement))
+                await reading.run(committed(statement))
     finally:
         await reading.dispose()
     async with engine.connect() as connection:
@@ -457,8 +466,7 @@ async def test_readers_log_in_as_the_web_role(tmp_path: Path, admin_url: str):  
         assert reader is not None
         assert (await reader.miner("addrA")).unpaid == 9
         with pytest.raises(DBAPIError):
-            async with reader.engine.begin() as connection:
-                await connection.execute(text("DELETE FROM balances"))
+            await reader.database.run(committed("DELETE FROM balances"))
     finally:
         await readers.close()
 
@@ -530,7 +538,7 @@ async def test_the_ranking_over_hours_matches_the_shares(filled, window: int, la
     reader, facts = filled
     now = NOW + timedelta(minutes=later)
     end = now.replace(second=0)
-    ranked = await miner_ranking(reader.engine, window, now=now)
+    ranked = await reader.database.run(miner_ranking, window, now=now)
     inside = [r for r in facts["shares"] if end - timedelta(seconds=window) <= r["time"] < end]
     difficulty: dict[str, float] = Counter()
     for r in inside:

@@ -47,7 +47,7 @@ ENGINE_SIDE = textwrap.dedent("""
 WEB_SIDE = textwrap.dedent("""
     import asyncio, json, os, sys
     from sqlalchemy import text
-    from multipool.web.data import open_read_only
+    from multipool.web.database import open_read_only
     from multipool.web.status import DatabaseLocation
 
     def attempt(action):
@@ -59,20 +59,23 @@ WEB_SIDE = textwrap.dedent("""
 
     async def main(pool_dir):
         found = {}
-        engine = open_read_only(DatabaseLocation("sqlite", path=f"{pool_dir}/pool.db"),
-                                password=None)
+        database = open_read_only(DatabaseLocation("sqlite", path=f"{pool_dir}/pool.db"),
+                                  password=None)
+
+        def delete(connection):
+            connection.execute(text("DELETE FROM balances"))
+            connection.commit()
+
         try:
-            async with engine.connect() as connection:
-                found["balance"] = (await connection.execute(text(
-                    "SELECT amount FROM balances WHERE address = 'addrA'"))).scalar()
+            found["balance"] = await database.run(lambda connection: connection.execute(
+                text("SELECT amount FROM balances WHERE address = 'addrA'")).scalar())
             try:
-                async with engine.begin() as connection:
-                    await connection.execute(text("DELETE FROM balances"))
+                await database.run(delete)
                 found["sql_write"] = "allowed"
             except Exception as exc:  # the outcome is what this test reports
                 found["sql_write"] = type(exc).__name__ + ": " + str(exc.orig)
         finally:
-            await engine.dispose()
+            await database.dispose()
         for name in ("pool.db", "pool.db-wal", "pool.db-shm"):
             found["write " + name] = attempt(lambda: open(f"{pool_dir}/{name}", "r+b").close())
         found["list"] = attempt(lambda: os.listdir(pool_dir))

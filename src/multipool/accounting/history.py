@@ -1,6 +1,7 @@
 """Blocks, payments and a miner's money, as the web pages list them (read-only queries).
 
 Lists come a page at a time, newest first, with the number of rows in the whole list.
+Each function takes a synchronous connection; ``stats.read`` runs one on an async engine.
 Block candidates (rows written before their submitblock) are not blocks yet and are left
 out everywhere. A miner's money, in the coin's smallest unit:
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, exists, func, select
 
 from multipool.accounting.schema import (
     CANDIDATE,
@@ -32,7 +33,7 @@ from multipool.accounting.schema import (
     payments,
     shares,
 )
-from multipool.accounting.stats import Source, _connection, as_utc
+from multipool.accounting.stats import as_utc
 
 # The states of a batch whose transaction reached the network and stays paid.
 PAID_STATES = ("broadcast", "confirmed", "sent")
@@ -82,12 +83,10 @@ def _not_candidate() -> ColumnElement[bool]:
     return blocks.c.status != CANDIDATE
 
 
-async def _page(source: Source, query: Select[Any],
-                count: Select[Any]) -> tuple[Sequence[Row[Any]], int]:
-    async with _connection(source) as connection:
-        rows = (await connection.execute(query)).all()
-        total = (await connection.execute(count)).scalar_one()
-    return rows, int(total)
+def _page(connection: Connection, query: Select[Any],
+          count: Select[Any]) -> tuple[Sequence[Row[Any]], int]:
+    rows = connection.execute(query).all()
+    return rows, int(connection.execute(count).scalar_one())
 
 
 def _block(row: Any) -> BlockEntry:
@@ -103,37 +102,35 @@ _BLOCK_COLUMNS = (blocks.c.id, blocks.c.height, blocks.c.hash, blocks.c.time,
                   blocks.c.worker)
 
 
-async def block_page(source: Source, *, limit: int,
-                     offset: int) -> tuple[list[BlockEntry], int]:
+def block_page(connection: Connection, *, limit: int,
+               offset: int) -> tuple[list[BlockEntry], int]:
     """One page of the pool's blocks, newest (highest) first, and how many there are."""
-    rows, total = await _page(
-        source,
+    rows, total = _page(
+        connection,
         select(*_BLOCK_COLUMNS).where(_not_candidate())
         .order_by(blocks.c.height.desc(), blocks.c.id.desc()).limit(limit).offset(offset),
         select(func.count()).select_from(blocks).where(_not_candidate()))
     return [_block(row) for row in rows], total
 
 
-async def newest_block(source: Source) -> BlockEntry | None:
+def newest_block(connection: Connection) -> BlockEntry | None:
     """The block found last (the highest id, as the round starts after it)."""
-    async with _connection(source) as connection:
-        row = (await connection.execute(
-            select(*_BLOCK_COLUMNS).where(_not_candidate())
-            .order_by(blocks.c.id.desc()).limit(1))).first()
+    row = connection.execute(
+        select(*_BLOCK_COLUMNS).where(_not_candidate())
+        .order_by(blocks.c.id.desc()).limit(1)).first()
     return None if row is None else _block(row)
 
 
-async def blocks_since(source: Source, since: datetime) -> int:
+def blocks_since(connection: Connection, since: datetime) -> int:
     """Blocks found since a time, orphans and candidates left out (as status.json)."""
-    async with _connection(source) as connection:
-        return int((await connection.execute(
-            select(func.count()).select_from(blocks)
-            .where(blocks.c.time >= since,
-                   blocks.c.status.not_in(("orphaned", CANDIDATE))))).scalar_one())
+    return int(connection.execute(
+        select(func.count()).select_from(blocks)
+        .where(blocks.c.time >= since,
+               blocks.c.status.not_in(("orphaned", CANDIDATE)))).scalar_one())
 
 
-async def batch_page(source: Source, *, limit: int,
-                     offset: int) -> tuple[list[BatchEntry], int]:
+def batch_page(connection: Connection, *, limit: int,
+               offset: int) -> tuple[list[BatchEntry], int]:
     """One page of the pool's payment batches, newest first, and how many there are."""
     # The page first, then its recipients counted: counting every batch's before the
     # sort would read every payment row.
@@ -143,8 +140,8 @@ async def batch_page(source: Source, *, limit: int,
             .limit(limit).offset(offset).subquery())
     recipients = (select(func.count()).select_from(payments)
                   .where(payments.c.batch_id == page.c.id).scalar_subquery())
-    rows, total = await _page(
-        source,
+    rows, total = _page(
+        connection,
         select(page, recipients.label("recipients"))
         .order_by(page.c.created.desc(), page.c.id),
         select(func.count()).select_from(payment_batches))
@@ -154,12 +151,12 @@ async def batch_page(source: Source, *, limit: int,
             for r in rows], total
 
 
-async def miner_payment_page(source: Source, address: str, *, limit: int,
-                             offset: int) -> tuple[list[MinerPaymentEntry], int]:
+def miner_payment_page(connection: Connection, address: str, *, limit: int,
+                       offset: int) -> tuple[list[MinerPaymentEntry], int]:
     """One page of what the batches paid one address, newest first, and how many."""
     joined = payments.join(payment_batches, payment_batches.c.id == payments.c.batch_id)
-    rows, total = await _page(
-        source,
+    rows, total = _page(
+        connection,
         select(payments.c.batch_id, payment_batches.c.created, payment_batches.c.txid,
                payment_batches.c.status, payments.c.amount)
         .select_from(joined).where(payments.c.address == address)
@@ -172,29 +169,27 @@ async def miner_payment_page(source: Source, address: str, *, limit: int,
             for r in rows], total
 
 
-async def miner_money(source: Source, address: str) -> MinerMoney:
+def miner_money(connection: Connection, address: str) -> MinerMoney:
     """One address's immature, unpaid and paid amounts (see the module's docstring)."""
     pending = select(blocks.c.id).where(blocks.c.status == "pending")
-    async with _connection(source) as connection:
-        immature = (await connection.execute(
-            select(func.coalesce(func.sum(block_rewards.c.amount), 0))
-            .where(block_rewards.c.block_id.in_(pending),
-                   block_rewards.c.address == address))).scalar_one()
-        unpaid = (await connection.execute(
-            select(func.coalesce(func.sum(balances.c.amount), 0))
-            .where(balances.c.address == address))).scalar_one()
-        paid = (await connection.execute(
-            select(func.coalesce(func.sum(payments.c.amount), 0))
-            .select_from(payments.join(payment_batches,
-                                       payment_batches.c.id == payments.c.batch_id))
-            .where(payments.c.address == address,
-                   payment_batches.c.status.in_(PAID_STATES)))).scalar_one()
+    immature = connection.execute(
+        select(func.coalesce(func.sum(block_rewards.c.amount), 0))
+        .where(block_rewards.c.block_id.in_(pending),
+               block_rewards.c.address == address)).scalar_one()
+    unpaid = connection.execute(
+        select(func.coalesce(func.sum(balances.c.amount), 0))
+        .where(balances.c.address == address)).scalar_one()
+    paid = connection.execute(
+        select(func.coalesce(func.sum(payments.c.amount), 0))
+        .select_from(payments.join(payment_batches,
+                                   payment_batches.c.id == payments.c.batch_id))
+        .where(payments.c.address == address,
+               payment_batches.c.status.in_(PAID_STATES))).scalar_one()
     return MinerMoney(int(immature), int(unpaid), int(paid))
 
 
-async def has_history(source: Source, address: str) -> bool:
+def has_history(connection: Connection, address: str) -> bool:
     """Whether the pool has ever seen the address: a share, or a ledger entry."""
-    async with _connection(source) as connection:
-        return bool((await connection.execute(
-            select(exists().where(shares.c.address == address)
-                   | exists().where(ledger.c.address == address)))).scalar())
+    return bool(connection.execute(
+        select(exists().where(shares.c.address == address)
+               | exists().where(ledger.c.address == address))).scalar())

@@ -213,7 +213,10 @@ stats_minute = Table(
     Column("accepted", Integer, nullable=False),
     Column("accepted_difficulty", FLOAT64, nullable=False),
     Column("rejected", Integer, nullable=False),
-    Index(None, "address", "minute"),
+    # A miner's minutes, read from the index alone (revision 0007): its page's chart
+    # and workers.
+    Index("ix_stats_minute_miner", "address", "minute", "worker", "accepted",
+          "accepted_difficulty", "rejected"),
 )
 
 stats_hour = Table(

@@ -22,15 +22,19 @@ current minute is still being rolled. Minutes are stored and returned as UTC dat
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
     Select,
     Table,
     Update,
@@ -45,6 +49,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
 
 from multipool.accounting.schema import (
     CANDIDATE,
@@ -74,6 +80,9 @@ PROGRESS = "stats_last_share_id"
 
 # An engine, or a connection the caller already holds (several queries, one snapshot).
 Source = AsyncEngine | AsyncConnection
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class StatsConflict(PoolError, RuntimeError):
@@ -116,7 +125,7 @@ def _window(window_seconds: float, now: datetime | None) -> tuple[datetime, date
     return end - timedelta(seconds=window_seconds), end
 
 
-def _fold(connection: AsyncConnection) -> Callable[[str], str]:
+def _fold(connection: AsyncConnection | Connection) -> Callable[[str], str]:
     """How the database compares addresses and workers in keys. MariaDB's default
     utf8mb4 collation ignores case, so ``rig1`` and ``Rig1`` are one stats row there;
     worker names and addresses are ASCII (the stratum session checks them), for which
@@ -131,6 +140,51 @@ async def _connection(source: Source) -> AsyncIterator[AsyncConnection]:
     else:
         async with source.connect() as connection:
             yield connection
+
+
+async def read(source: Source, query: Callable[Concatenate[Connection, P], T],
+               *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one of the read functions below (``query(connection, ...)``, plain
+    SQLAlchemy on a synchronous connection) on an async engine or connection.
+
+    The web's reads are written synchronously so that its SQLite reader can run a whole
+    page's queries in one worker thread (web/data.py): through the async driver each
+    statement costs several hops between threads, more than most of these queries."""
+    async with _connection(source) as connection:
+        return await connection.run_sync(query, *args, **kwargs)
+
+
+class epoch_seconds(FunctionElement[int]):  # an SQL function, named as one
+    """Seconds from 1970-01-01 00:00 to a naive UTC ``DATETIME``/``TIMESTAMP`` column,
+    as an SQL integer, whatever the session's time zone."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_seconds_postgresql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS BIGINT)"
+
+
+@compiles(epoch_seconds, "mysql")
+@compiles(epoch_seconds, "mariadb")
+def _epoch_seconds_mysql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    # Not UNIX_TIMESTAMP: that reads a DATETIME in the session's time zone.
+    return (f"TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', "
+            f"{compiler.process(element.clauses, **kw)})")
+
+
+def _bucket(column: Any, start: datetime, bucket_seconds: int) -> ColumnElement[Any]:
+    """The bucket of ``bucket_seconds`` from ``start`` that a time column falls in
+    (0, 1, ...), computed by the database: the rows it returns are buckets."""
+    offset = epoch_seconds(column) - int(start.timestamp())
+    return (offset - offset % bucket_seconds) / bucket_seconds
 
 
 # -- rolling up ---------------------------------------------------------------------------
@@ -456,9 +510,9 @@ async def hashrate(source: Source, *, algorithm: str, window_seconds: float,
     return float(total) * hashes_per_difficulty(algorithm) / window_seconds
 
 
-async def hashrate_history(source: Source, *, algorithm: str, since: datetime,
-                           now: datetime | None = None, bucket_seconds: int = 60,
-                           address: str | None = None) -> list[tuple[datetime, float]]:
+def hashrate_history(connection: Connection, *, algorithm: str, since: datetime,
+                     now: datetime | None = None, bucket_seconds: int = 60,
+                     address: str | None = None) -> list[tuple[datetime, float]]:
     """Given a start time, return the hashrate (hashes/s) of the pool or one miner in
     buckets of ``bucket_seconds`` (whole minutes) for a chart: ``(bucket start, H/s)``,
     oldest first, empty buckets as 0, the last one ending where ``now``'s minute starts."""
@@ -468,21 +522,22 @@ async def hashrate_history(source: Source, *, algorithm: str, since: datetime,
     end = minute_of(now or datetime.now(UTC))
     count = max(0, math.ceil((end - minute_of(since)).total_seconds() / bucket_seconds))
     start = end - timedelta(seconds=count * bucket_seconds)
+    # Summed per bucket by the database: a day of a miner's minutes is up to 1,440
+    # rows a worker, its chart 144 buckets.
     if address is None:  # the pool's own per-minute sums: one row a minute
-        query = (select(stats_pool_minute.c.minute, stats_pool_minute.c.accepted_difficulty)
-                 .where(stats_pool_minute.c.minute >= start,
-                        stats_pool_minute.c.minute < end))
+        table: Table = stats_pool_minute
+        where = [table.c.minute >= start, table.c.minute < end]
     else:
-        query = (select(stats_minute.c.minute, func.sum(stats_minute.c.accepted_difficulty))
-                 .where(stats_minute.c.address == address, stats_minute.c.minute >= start,
-                        stats_minute.c.minute < end)
-                 .group_by(stats_minute.c.minute))
-    async with _connection(source) as connection:
-        rows = (await connection.execute(query)).all()
+        table = stats_minute
+        where = [table.c.address == address, table.c.minute >= start,
+                 table.c.minute < end]
+    bucket = _bucket(table.c.minute, start, bucket_seconds).label("bucket")
+    rows = connection.execute(
+        select(bucket, func.sum(table.c.accepted_difficulty)).where(*where)
+        .group_by(bucket)).all()
     totals = [0.0] * count
-    for minute, difficulty in rows:
-        bucket = int((as_utc(minute) - start).total_seconds()) // bucket_seconds
-        totals[bucket] += float(difficulty)
+    for index, difficulty in rows:
+        totals[int(index)] += float(difficulty)
     scale = hashes_per_difficulty(algorithm) / bucket_seconds
     return [(start + timedelta(seconds=i * bucket_seconds), total * scale)
             for i, total in enumerate(totals)]
@@ -565,17 +620,16 @@ async def round_effort(source: Source, algorithm: str, *,
     return float(work) / expected
 
 
-async def active_miners(source: Source, window_seconds: float, *,
-                        now: datetime | None = None) -> ActiveMiners:
+def active_miners(connection: Connection, window_seconds: float, *,
+                  now: datetime | None = None) -> ActiveMiners:
     """Return how many addresses, and address + worker pairs, sent shares (valid or not)
     in the window of whole minutes ending where ``now``'s minute starts."""
     start, end = _window(window_seconds, now)
     pairs = (select(stats_minute.c.address, stats_minute.c.worker).distinct()
              .where(stats_minute.c.minute >= start, stats_minute.c.minute < end)
              .subquery())
-    async with _connection(source) as connection:
-        miners, pair_count = (await connection.execute(
-            select(func.count(pairs.c.address.distinct()), func.count()))).one()
+    miners, pair_count = connection.execute(
+        select(func.count(pairs.c.address.distinct()), func.count())).one()
     return ActiveMiners(int(miners), int(pair_count))
 
 
@@ -600,7 +654,7 @@ async def pool_activity(source: Source, *, algorithm: str, window_seconds: float
     async with _connection(source) as connection:
         rate = await hashrate(connection, algorithm=algorithm,
                               window_seconds=window_seconds, now=now)
-        active = await active_miners(connection, window_seconds, now=now)
+        active = await connection.run_sync(active_miners, window_seconds, now=now)
         block = (await connection.execute(
             select(blocks.c.height, blocks.c.time, blocks.c.status)
             .where(blocks.c.status != CANDIDATE)
@@ -688,9 +742,9 @@ class WindowTotals:
     rejected: int
 
 
-async def window_totals(source: Source, windows: tuple[int, ...], *,
-                        now: datetime | None = None,
-                        address: str | None = None) -> WindowTotals:
+def window_totals(connection: Connection, windows: tuple[int, ...], *,
+                  now: datetime | None = None,
+                  address: str | None = None) -> WindowTotals:
     """Given windows of whole minutes, return the pool's (or one miner's) accepted
     difficulty over each, read in one pass over the longest. The pool's come from its
     own per-minute sums (a day is 1,440 rows, not every miner's); a miner's from the
@@ -715,37 +769,32 @@ async def window_totals(source: Source, windows: tuple[int, ...], *,
     query = (select(*columns, func.coalesce(func.sum(accepted), 0),
                     func.coalesce(func.sum(rejected), 0))
              .select_from(source_rows).where(*where))
-    async with _connection(source) as connection:
-        row = (await connection.execute(query)).one()
+    row = connection.execute(query).one()
     return WindowTotals({w: float(row[i]) for i, w in enumerate(windows)},
                         int(row[-2]), int(row[-1]))
 
 
-async def pool_rejects(source: Source, window_seconds: int, *,
-                       now: datetime | None = None) -> dict[str, int]:
+def pool_rejects(connection: Connection, window_seconds: int, *,
+                 now: datetime | None = None) -> dict[str, int]:
     """The pool's rejected shares by reason over a window of whole minutes."""
     start, end = _window(window_seconds, now)
-    async with _connection(source) as connection:
-        rows = (await connection.execute(
-            select(stats_rejects.c.reject_code, func.sum(stats_rejects.c.count))
-            .where(stats_rejects.c.minute >= start, stats_rejects.c.minute < end)
-            .group_by(stats_rejects.c.reject_code))).all()
-    return _by_reason(rows)
+    return _by_reason(connection.execute(
+        select(stats_rejects.c.reject_code, func.sum(stats_rejects.c.count))
+        .where(stats_rejects.c.minute >= start, stats_rejects.c.minute < end)
+        .group_by(stats_rejects.c.reject_code)).all())
 
 
-async def miner_rejects(source: Source, address: str, window_seconds: int, *,
-                        now: datetime | None = None) -> dict[str, int]:
+def miner_rejects(connection: Connection, address: str, window_seconds: int, *,
+                  now: datetime | None = None) -> dict[str, int]:
     """One miner's rejected shares by reason over a window of whole minutes, from
     stats_miner_rejects (its index on address and minute)."""
     start, end = _window(window_seconds, now)
-    async with _connection(source) as connection:
-        rows = (await connection.execute(
-            select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
-            .where(stats_miner_rejects.c.address == address,
-                   stats_miner_rejects.c.minute >= start,
-                   stats_miner_rejects.c.minute < end)
-            .group_by(stats_miner_rejects.c.reject_code))).all()
-    return _by_reason(rows)
+    return _by_reason(connection.execute(
+        select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
+        .where(stats_miner_rejects.c.address == address,
+               stats_miner_rejects.c.minute >= start,
+               stats_miner_rejects.c.minute < end)
+        .group_by(stats_miner_rejects.c.reject_code)).all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,8 +808,8 @@ class MinerTotals:
     rejected: int
 
 
-async def miner_ranking(source: Source, window_seconds: int, *,
-                        now: datetime | None = None) -> list[MinerTotals]:
+def miner_ranking(connection: Connection, window_seconds: int, *,
+                  now: datetime | None = None) -> list[MinerTotals]:
     """Given a window of whole minutes, return every miner that sent shares in it, most
     accepted difficulty first (ties by address): read once, any page is a slice.
 
@@ -792,21 +841,19 @@ async def miner_ranking(source: Source, window_seconds: int, *,
                     func.count(parts.c.worker.distinct()), func.sum(parts.c.accepted),
                     func.sum(parts.c.rejected))
              .group_by(parts.c.address))
-    async with _connection(source) as connection:
-        rows = (await connection.execute(query)).all()
     found = [MinerTotals(address, float(d), int(w), int(a), int(r))
-             for address, d, w, a, r in rows]
+             for address, d, w, a, r in connection.execute(query)]
     found.sort(key=lambda miner: (-miner.difficulty, miner.address))
     return found
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerTotals:
-    """One worker of a miner: accepted difficulty over the recent window, shares over
-    the long one, and its newest share."""
+    """One worker of a miner: accepted difficulty over each window, shares over the
+    longest, and its newest share."""
 
     worker: str
-    recent_difficulty: float
+    difficulty: dict[int, float]  # window seconds -> accepted difficulty
     accepted: int
     rejected: int
     # Exact when recent, else the start of its minute (see worker_totals).
@@ -819,12 +866,13 @@ class WorkerTotals:
 EXACT_LAST_SHARE = 300
 
 
-async def worker_totals(source: Source, address: str, *, recent_seconds: int,
-                        window_seconds: int, exact_seconds: int = EXACT_LAST_SHARE,
-                        now: datetime | None = None) -> list[WorkerTotals]:
-    """Given a miner's address, return its workers that sent a share in the long window
-    (whole minutes, plus the current minute up to ``now``), with their accepted
-    difficulty over the recent window, sorted by name.
+def worker_totals(connection: Connection, address: str, *, windows: tuple[int, ...],
+                  exact_seconds: int = EXACT_LAST_SHARE,
+                  now: datetime | None = None) -> list[WorkerTotals]:
+    """Given a miner's address and windows of whole minutes, return its workers that
+    sent a share in the longest window (or in the current minute up to ``now``), with
+    their accepted difficulty over each window and their shares over the longest,
+    sorted by name. Summed over the workers, these are the miner's own figures.
 
     A worker's newest share is exact (from the shares table) when it is at most
     ``exact_seconds`` before ``now``; an older one is the start of its minute, from
@@ -834,52 +882,54 @@ async def worker_totals(source: Source, address: str, *, recent_seconds: int,
     address and time. A caller that calls a worker online when its newest share is at
     most N seconds old passes ``exact_seconds >= N``: the answer is then the same as
     with exact times, since the minute's start is never later than the share. Counts
-    come from the whole hours before the recent window (stats_hour) and minutes
-    elsewhere, as :func:`window_totals`. Shares
+    come from the whole hours before the second longest window (stats_hour) and
+    minutes elsewhere, as :func:`window_totals`. Shares
     older than ``exact_seconds`` that are not rolled up yet are not seen: keep it above
     the roll-up's delay (EXACT_LAST_SHARE)."""
-    start, end = _window(window_seconds, now)
-    recent_start, _ = _window(recent_seconds, now)
+    bounds = {window: _window(window, now) for window in windows}
+    start, end = min(bounds.values())
+    tail = min((b[0] for b in bounds.values() if b[0] > start), default=end)
     until = now or datetime.now(UTC)
-    parts, hours = _miner_rows(address, start, min(recent_start, end), end)
-    async with _connection(source) as connection:
-        fold = _fold(connection)
-        rolled = (await connection.execute(
-            select(parts.c.worker,
-                   func.sum(case((parts.c.time >= recent_start, parts.c.difficulty),
-                                 else_=0.0)),
-                   func.sum(parts.c.accepted), func.sum(parts.c.rejected),
-                   func.max(parts.c.time))
-            .group_by(parts.c.worker))).all()
-        # Workers whose newest row is an hour (none of their shares since): their
-        # newest minute, from the oldest such hour on.
-        newest_minute: dict[str, datetime] = {}
-        if hours is not None:
-            first, last = hours
-            oldest = min((as_utc(newest) for *_, newest in rolled
-                          if first <= as_utc(newest) < last), default=None)
-            if oldest is not None:
-                newest_minute = {fold(worker): as_utc(minute) for worker, minute in (
-                    await connection.execute(
-                        select(stats_minute.c.worker, func.max(stats_minute.c.minute))
-                        .where(stats_minute.c.address == address,
-                               stats_minute.c.minute >= oldest,
-                               stats_minute.c.minute < last)
-                        .group_by(stats_minute.c.worker)))}
-        latest = (await connection.execute(
-            select(shares.c.worker, func.max(shares.c.time))
-            .where(shares.c.address == address,
-                   shares.c.time >= max(start, until - timedelta(seconds=exact_seconds)),
-                   shares.c.time <= until)
-            .group_by(shares.c.worker))).all()
+    parts, hours = _miner_rows(address, start, tail, end)
+    fold = _fold(connection)
+    rolled = connection.execute(
+        select(parts.c.worker,
+               *(func.sum(case((parts.c.time >= bounds[w][0], parts.c.difficulty),
+                               else_=0.0)) for w in windows),
+               func.sum(parts.c.accepted), func.sum(parts.c.rejected),
+               func.max(parts.c.time))
+        .group_by(parts.c.worker)).all()
+    # Workers whose newest row is an hour (none of their shares since): their newest
+    # minute, from the oldest such hour on.
+    newest_minute: dict[str, datetime] = {}
+    if hours is not None:
+        first, last = hours
+        oldest = min((as_utc(row[-1]) for row in rolled
+                      if first <= as_utc(row[-1]) < last), default=None)
+        if oldest is not None:
+            newest_minute = {fold(worker): as_utc(minute) for worker, minute in (
+                connection.execute(
+                    select(stats_minute.c.worker, func.max(stats_minute.c.minute))
+                    .where(stats_minute.c.address == address,
+                           stats_minute.c.minute >= oldest, stats_minute.c.minute < last)
+                    .group_by(stats_minute.c.worker)))}
+    latest = connection.execute(
+        select(shares.c.worker, func.max(shares.c.time))
+        .where(shares.c.address == address,
+               shares.c.time >= max(start, until - timedelta(seconds=exact_seconds)),
+               shares.c.time <= until)
+        .group_by(shares.c.worker)).all()
     last_share = {fold(worker): as_utc(time) for worker, time in latest}
-    found = {fold(worker): WorkerTotals(
-        worker, float(d or 0.0), int(a), int(r),
-        last_share.get(fold(worker), newest_minute.get(fold(worker), as_utc(newest))))
-        for worker, d, a, r, newest in rolled}
+    found: dict[str, WorkerTotals] = {}
+    for worker, *sums, accepted, rejected, newest in rolled:
+        found[fold(worker)] = WorkerTotals(
+            worker, {w: float(d or 0.0) for w, d in zip(windows, sums, strict=True)},
+            int(accepted), int(rejected),
+            last_share.get(fold(worker), newest_minute.get(fold(worker), as_utc(newest))))
     for worker, time in latest:
         if fold(worker) not in found:
-            found[fold(worker)] = WorkerTotals(worker, 0.0, 0, 0, as_utc(time))
+            found[fold(worker)] = WorkerTotals(worker, dict.fromkeys(windows, 0.0), 0, 0,
+                                               as_utc(time))
     return sorted(found.values(), key=lambda totals: totals.worker)
 
 
@@ -915,34 +965,36 @@ class RoundTally:
                                            0.0)
 
 
-async def update_round(source: Source, tally: RoundTally) -> RoundTally:
-    """Given the tally of an earlier look (or a new one), return it brought up to date:
-    the same tally plus the shares written since, or a fresh one when a block was found
-    meanwhile. Relies on share ids becoming visible in id order (writer.py), as the
-    roll-up does."""
-    async with _connection(source) as connection:
-        fold = _fold(connection)
-        newest = (await connection.execute(
-            select(blocks.c.id, blocks.c.last_share_id, blocks.c.network_difficulty)
-            .where(blocks.c.status != CANDIDATE)
-            .order_by(blocks.c.id.desc()).limit(1))).first()
-        block_id = None if newest is None else newest.id
-        if tally.by_address is None or tally.block_id != block_id:
-            after = 0 if newest is None else newest.last_share_id or 0
-            tally = RoundTally(block_id=block_id, after=after, seen=after,
-                               network_difficulty=None if newest is None
-                               else float(newest.network_difficulty),
-                               by_address={}, casefold=fold is str.lower)
-        top = (await connection.execute(select(func.max(shares.c.id)))).scalar()
-        assert tally.by_address is not None
-        if top is not None and top > tally.seen:
-            rows = (await connection.execute(
-                select(shares.c.address, func.sum(shares.c.difficulty))
-                .where(shares.c.id > tally.seen, shares.c.id <= top,
-                       shares.c.accepted == true())
-                .group_by(shares.c.address))).all()
-            for address, difficulty in rows:
-                key = fold(address)
-                tally.by_address[key] = tally.by_address.get(key, 0.0) + float(difficulty)
-            tally.seen = top
+def update_round(connection: Connection, tally: RoundTally) -> RoundTally:
+    """Given the tally of an earlier look (or a new one), return it brought up to date
+    (left unchanged itself): its sums plus the shares written since, or a fresh tally
+    when a block was found meanwhile. Relies on share ids becoming visible in id order
+    (writer.py), as the roll-up does."""
+    fold = _fold(connection)
+    newest = connection.execute(
+        select(blocks.c.id, blocks.c.last_share_id, blocks.c.network_difficulty)
+        .where(blocks.c.status != CANDIDATE)
+        .order_by(blocks.c.id.desc()).limit(1)).first()
+    block_id = None if newest is None else newest.id
+    if tally.by_address is None or tally.block_id != block_id:
+        after = 0 if newest is None else newest.last_share_id or 0
+        tally = RoundTally(block_id=block_id, after=after, seen=after,
+                           network_difficulty=None if newest is None
+                           else float(newest.network_difficulty),
+                           by_address={}, casefold=fold is str.lower)
+    top = connection.execute(select(func.max(shares.c.id))).scalar()
+    assert tally.by_address is not None
+    if top is not None and top > tally.seen:
+        rows = connection.execute(
+            select(shares.c.address, func.sum(shares.c.difficulty))
+            .where(shares.c.id > tally.seen, shares.c.id <= top,
+                   shares.c.accepted == true())
+            .group_by(shares.c.address)).all()
+        # A new tally, not the old one changed: pages may be reading the old one on
+        # another thread meanwhile.
+        by_address = dict(tally.by_address)
+        for address, difficulty in rows:
+            key = fold(address)
+            by_address[key] = by_address.get(key, 0.0) + float(difficulty)
+        tally = dataclasses.replace(tally, seen=top, by_address=by_address)
     return tally

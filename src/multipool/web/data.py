@@ -21,12 +21,10 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
 
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from multipool.accounting.history import (
     BlockEntry,
@@ -57,8 +55,8 @@ from multipool.accounting.stats import (
 )
 from multipool.chain.pow import ALGORITHMS
 from multipool.ops.coins import WEB_SECRET  # the web role's password, by `coin add`
-from multipool.ops.databases import WEB_ROLE
 from multipool.web.cache import AnswerCache
+from multipool.web.database import ReadOnlyDatabase, as_database, open_read_only
 from multipool.web.status import PREFIX_RE, DatabaseLocation, PoolStatus, StatusReader
 
 T = TypeVar("T")
@@ -84,11 +82,6 @@ CACHE_ENTRIES = 2048
 # Confirmations a block needs when the status does not say (an older engine): the
 # Bitcoin family's coinbase maturity and the block tracker's margin.
 DEFAULT_MATURITY = 101
-# Connections per pool's database: answers are cached, so a few serve any load.
-POOL_SIZE = 4
-CONNECT_TIMEOUT = 10  # seconds
-STATEMENT_TIMEOUT_MS = 10_000
-READ_BUSY_TIMEOUT_MS = 2_000
 # A database that could not be opened is tried again after this many seconds.
 RETRY_AFTER = 30.0
 # status.json is re-read (for the daemon's tip) at most this often, in seconds.
@@ -204,17 +197,19 @@ class MinerFigures:
 class PoolReader:
     """One pool's database, read-only, with a short cache per query and arguments.
 
-    ``engine`` is an engine on the pool's database that can only read (PoolReaders opens
-    it so); ``algorithm`` the coin's, for hashrates. ``tip`` (the daemon's height, for
+    ``database`` is the pool's database, opened so that it can only be read (PoolReaders
+    opens it so; an async engine is taken as one); ``algorithm`` the coin's, for
+    hashrates. Each answer is one call to the database: the queries of a page's figures
+    run together (see web/database.py). ``tip`` (the daemon's height, for
     confirmations) and ``maturity`` follow the pool's status.json: PoolReaders keeps them
     current. ``clock`` gives "now" (tests pin it)."""
 
-    def __init__(self, engine: AsyncEngine, *, algorithm: str,
+    def __init__(self, database: ReadOnlyDatabase | AsyncEngine, *, algorithm: str,
                  maturity: int = DEFAULT_MATURITY, tip: int | None = None,
                  offline_after: int = 10, cache_seconds: float = CACHE_SECONDS,
                  clock: Callable[[], datetime] | None = None,
                  logger: logging.Logger | None = None):
-        self.engine = engine
+        self.database = as_database(database)
         self.algorithm = algorithm
         self.hashes_per_difficulty = hashes_per_difficulty(algorithm)
         self.maturity = maturity
@@ -232,12 +227,14 @@ class PoolReader:
 
     async def _pool(self) -> PoolFigures:
         now = self.clock()
-        async with self.engine.connect() as connection:
-            totals = await window_totals(connection, WINDOWS, now=now)
-            active = await active_miners(connection, RECENT, now=now)
-            found = await blocks_since(connection, now - timedelta(days=1))
-            last = await newest_block(connection)
-            rejects = await pool_rejects(connection, DAY, now=now)
+
+        def read(connection: Connection) -> tuple[Any, ...]:
+            return (window_totals(connection, WINDOWS, now=now),
+                    active_miners(connection, RECENT, now=now),
+                    blocks_since(connection, now - timedelta(days=1)),
+                    newest_block(connection), pool_rejects(connection, DAY, now=now))
+
+        totals, active, found, last, rejects = await self.database.run(read)
         tally = await self._round_tally()
         effort = None
         if tally.network_difficulty:
@@ -259,8 +256,8 @@ class PoolReader:
 
         async def compute() -> tuple[HashratePoint, ...]:
             now = self.clock()
-            points = await hashrate_history(
-                self.engine, algorithm=self.algorithm,
+            points = await self.database.run(
+                hashrate_history, algorithm=self.algorithm,
                 since=minute_of(now) - timedelta(hours=hours), now=now,
                 bucket_seconds=bucket_minutes * 60, address=address)
             return tuple(HashratePoint(time, rate) for time, rate in points)
@@ -272,8 +269,8 @@ class PoolReader:
         page, per_page = _clamp(page, per_page)
 
         async def compute() -> tuple[list[BlockEntry], int]:
-            return await block_page(self.engine, limit=per_page,
-                                    offset=(page - 1) * per_page)
+            return await self.database.run(block_page, limit=per_page,
+                                           offset=(page - 1) * per_page)
 
         entries, total = await self.cache.get(("blocks", page, per_page), compute)
         # Confirmations follow the tip of now, not of when the rows were read.
@@ -284,8 +281,8 @@ class PoolReader:
         page, per_page = _clamp(page, per_page)
 
         async def compute() -> Paged[PaymentRow]:
-            entries, total = await batch_page(self.engine, limit=per_page,
-                                              offset=(page - 1) * per_page)
+            entries, total = await self.database.run(batch_page, limit=per_page,
+                                                     offset=(page - 1) * per_page)
             return Paged(tuple(PaymentRow(batch_id=e.id, time=e.created, txid=e.txid,
                                           status=e.status, amount=e.total, fee=e.fee,
                                           recipients=e.recipients) for e in entries),
@@ -304,7 +301,7 @@ class PoolReader:
                              f"not {window} s")
 
         async def compute() -> tuple[MinerRow, ...]:
-            ranked = await miner_ranking(self.engine, window, now=self.clock())
+            ranked = await self.database.run(miner_ranking, window, now=self.clock())
             scale = self.hashes_per_difficulty / window
             return tuple(MinerRow(address=r.address, hashrate=r.difficulty * scale,
                                   workers=r.workers, accepted=r.accepted,
@@ -326,19 +323,22 @@ class PoolReader:
 
     async def _miner(self, address: str) -> MinerFigures:
         now = self.clock()
-        async with self.engine.connect() as connection:
-            seen = await has_history(connection, address)
-            totals = await window_totals(connection, WINDOWS, now=now, address=address)
-            money = await miner_money(connection, address)
-            workers = await worker_totals(connection, address, recent_seconds=RECENT,
-                                          window_seconds=DAY,
-                                          exact_seconds=self._exact_seconds, now=now)
-            rejects = await miner_rejects(connection, address, DAY, now=now)
+
+        def read(connection: Connection) -> tuple[Any, ...]:
+            return (has_history(connection, address), miner_money(connection, address),
+                    worker_totals(connection, address, windows=WINDOWS,
+                                  exact_seconds=self._exact_seconds, now=now),
+                    miner_rejects(connection, address, DAY, now=now))
+
+        seen, money, workers, rejects = await self.database.run(read)
         tally = await self._round_tally()
         mine, pool = tally.of(address), tally.total
+        # The miner's figures are its workers' summed (one read of its rows for both).
+        difficulty = {window: sum(w.difficulty[window] for w in workers)
+                      for window in WINDOWS}
         return MinerFigures(
             address=address, has_history=seen,
-            hashrate=self._hashrates(totals.difficulty),
+            hashrate=self._hashrates(difficulty),
             immature=money.immature, unpaid=money.unpaid, paid=money.paid,
             workers=tuple(self._worker_row(w, now) for w in workers),
             rejects_24h=rejects, round_share=mine / pool if pool > 0 else None,
@@ -350,8 +350,8 @@ class PoolReader:
         page, per_page = _clamp(page, per_page)
 
         async def compute() -> Paged[MinerPayment]:
-            entries, total = await miner_payment_page(self.engine, address, limit=per_page,
-                                                      offset=(page - 1) * per_page)
+            entries, total = await self.database.run(
+                miner_payment_page, address, limit=per_page, offset=(page - 1) * per_page)
             return Paged(tuple(MinerPayment(batch_id=e.batch_id, time=e.created,
                                             txid=e.txid, status=e.status, amount=e.amount)
                                for e in entries), page, per_page, total)
@@ -362,22 +362,21 @@ class PoolReader:
         """The miner's workers seen in the last 24 h, by name."""
         async def compute() -> tuple[WorkerRow, ...]:
             now = self.clock()
-            found = await worker_totals(self.engine, address, recent_seconds=RECENT,
-                                        window_seconds=DAY,
-                                        exact_seconds=self._exact_seconds, now=now)
+            found = await self.database.run(worker_totals, address, windows=WINDOWS,
+                                            exact_seconds=self._exact_seconds, now=now)
             return tuple(self._worker_row(w, now) for w in found)
 
         return await self.cache.get(("workers", address), compute)
 
     async def close(self) -> None:
         await self.cache.close()
-        await self.engine.dispose()
+        await self.database.dispose()
 
     # -- helpers ----------------------------------------------------------------------
 
     async def _round_tally(self) -> RoundTally:
         async def compute() -> RoundTally:
-            self._round = await update_round(self.engine, self._round)
+            self._round = await self.database.run(update_round, self._round)
             return self._round
 
         return await self.cache.get(("round",), compute)
@@ -405,7 +404,7 @@ class PoolReader:
         online = (totals.last_share is not None
                   and now - totals.last_share <= timedelta(minutes=self.offline_after))
         return WorkerRow(name=totals.worker,
-                         hashrate=totals.recent_difficulty * self.hashes_per_difficulty
+                         hashrate=totals.difficulty[RECENT] * self.hashes_per_difficulty
                          / RECENT,
                          accepted=totals.accepted, rejected=totals.rejected,
                          last_share=totals.last_share, online=online)
@@ -415,58 +414,6 @@ def _clamp(page: int, per_page: int) -> tuple[int, int]:
     """The caller validates ``page`` and ``per_page``; clamped here all the same, so no
     argument can ask for more than MAX_PER_PAGE rows or an offset past any list."""
     return min(max(1, page), MAX_PAGE), min(max(1, per_page), MAX_PER_PAGE)
-
-
-def sqlite_read_only_url(path: str) -> URL:
-    """The URL that opens a SQLite file read-only (SQLite's own ``mode=ro``: any write
-    is refused by SQLite, whatever the file's permissions)."""
-    return URL.create("sqlite+aiosqlite", database="file:" + quote(path),
-                      query={"mode": "ro", "uri": "true"})
-
-
-def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # Belt and braces over mode=ro; and a reader may wait a moment for a checkpoint.
-    cursor.execute("PRAGMA query_only=1")
-    cursor.execute(f"PRAGMA busy_timeout={READ_BUSY_TIMEOUT_MS}")
-    cursor.close()
-
-
-def open_read_only(location: DatabaseLocation, *, password: str | None) -> AsyncEngine:
-    """Given where a pool's database is and the web role's password (PostgreSQL,
-    MariaDB), return an engine that can only read it. Connects to nothing yet."""
-    if location.backend == "sqlite":
-        assert location.path is not None
-        engine = create_async_engine(sqlite_read_only_url(location.path),
-                                     pool_size=POOL_SIZE, max_overflow=0)
-        event.listen(engine.sync_engine, "connect", _sqlite_reader_pragmas)
-        return engine
-    host = location.host or "localhost"
-    socket = host.startswith("/")  # a Unix socket directory (PostgreSQL) or file
-    if location.backend == "postgresql":
-        url = URL.create("postgresql+asyncpg", username=WEB_ROLE, password=password,
-                         host=None if socket else host, port=location.port,
-                         database=location.name, query={"host": host} if socket else {})
-        return create_async_engine(
-            url, pool_size=POOL_SIZE, max_overflow=0, pool_pre_ping=True,
-            connect_args={"timeout": CONNECT_TIMEOUT, "server_settings": {
-                "default_transaction_read_only": "on",
-                "statement_timeout": str(STATEMENT_TIMEOUT_MS)}})
-    url = URL.create("mysql+aiomysql", username=WEB_ROLE, password=password,
-                     host=None if socket else host, port=location.port,
-                     database=location.name,
-                     query={"unix_socket": host} if socket else {})
-    engine = create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0,
-                                 pool_pre_ping=True,
-                                 connect_args={"connect_timeout": CONNECT_TIMEOUT})
-
-    def read_only(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        cursor.close()
-
-    event.listen(engine.sync_engine, "connect", read_only)
-    return engine
 
 
 @dataclass(slots=True)
@@ -562,14 +509,13 @@ class PoolReaders:
             except OSError as exc:
                 self._fail(prefix, f"cannot read {self.root / WEB_SECRET}: {exc.strerror}")
                 return None
-        engine = open_read_only(location, password=password)
+        database = open_read_only(location, password=password)
         try:
             # Opens the file or logs in, and finds the schema: a database not yet
             # migrated is not one to read.
-            async with engine.connect() as connection:
-                await connection.execute(select(func.count()).select_from(blocks))
+            await database.run(_count_blocks)
         except (SQLAlchemyError, OSError) as exc:
-            await engine.dispose()
+            await database.dispose()
             reason = _reason(exc)
             if location.backend == "sqlite" and not Path(f"{location.path}-shm").exists():
                 # Read-only, a WAL database needs the -shm file its writer creates.
@@ -579,7 +525,7 @@ class PoolReaders:
         if self._failed.pop(prefix, None) is not None:
             self.logger.info("pool %s: its database is readable again (%s)", prefix,
                              _where(location))
-        reader = PoolReader(engine, algorithm=status.algorithm,
+        reader = PoolReader(database, algorithm=status.algorithm,
                             maturity=status.maturity or DEFAULT_MATURITY, tip=status.blocks,
                             offline_after=self.offline_after,
                             cache_seconds=self.cache_seconds, logger=self.logger)
@@ -590,6 +536,10 @@ class PoolReaders:
         self._failed[prefix] = (reason, time.monotonic())
         if previous is None or previous[0] != reason:
             self.logger.warning("pool %s: statistics unavailable: %s", prefix, reason)
+
+
+def _count_blocks(connection: Connection) -> int:
+    return int(connection.execute(select(func.count()).select_from(blocks)).scalar_one())
 
 
 def _where(location: DatabaseLocation) -> str:
