@@ -10,7 +10,10 @@ throwaway nginx on loopback with the site multipool generates (its rate limit ra
 clients all come from 127.0.0.1; at nice 10, as its systemd unit runs it). 200 concurrent
 aiohttp clients (in ``--load-processes`` processes at nice 19: in production they are
 elsewhere) cycle through the index, the pool page, a miner page and the miner API (a
-random one of the 1,000 miners each time): requests/s and p50/p99 latency per URL. Twice:
+random one of the 1,000 miners each time): requests/s and p50/p99 latency per URL as the
+clients measured it and as nginx logged it (``$request_time``: the server's own time,
+without the delays of clients that wait for a core on the same machine), and the
+clients' own event loop lateness (a 5 ms ticker in each load process). Twice:
 each client pausing about ``--think`` seconds between pages (people reading them), then
 with no pause at all (the most the server answers: its latency is then mostly queueing).
 
@@ -317,7 +320,10 @@ def nginx_proxy(work: Path, upstream: str) -> Iterator[str]:
         + f"pid {directory / 'nginx.pid'};\nerror_log {directory / 'error.log'} warn;\n"
         # As a Debian nginx: a worker per core, keep-alive to clients.
         + "worker_processes auto;\nevents { worker_connections 1024; }\n"
-        + f"http {{\n{mime}\n    access_log {directory / 'access.log'};\n{temp}\n"
+        # Each request's time as nginx saw it (from its first byte read to its last
+        # sent): the page as the server delivers it, whatever the clients' own delays.
+        + f"http {{\n{mime}\n    log_format timed '$request_uri $status $request_time';\n"
+        + f"    access_log {directory / 'access.log'} timed;\n{temp}\n"
         + "".join(f"    include {path};\n" for path in http_includes) + "}\n")
     argv = [binary, "-p", f"{directory}/", "-c", str(directory / "nginx.conf"),
             "-e", str(directory / "error.log")]
@@ -350,6 +356,33 @@ def nginx_proxy(work: Path, upstream: str) -> Iterator[str]:
 
 
 # --- the web clients ----------------------------------------------------------------------
+
+
+def kind_of(uri: str) -> str | None:
+    """Which of the page_urls a request's URI is (None: another one)."""
+    if uri == "/":
+        return "index"
+    if uri == f"/{PREFIX}/":
+        return "pool page"
+    if uri.startswith(f"/{PREFIX}/miners/"):
+        return "miner page"
+    if uri.startswith(MINER_API.format(prefix=PREFIX, address="")):
+        return "miner API"
+    return None
+
+
+def nginx_times(log: Path, start: int) -> dict[str, list[float]]:
+    """The request times (s) nginx logged per page kind from byte ``start`` of its
+    access log on."""
+    times: dict[str, list[float]] = {}
+    with open(log, "rb") as lines:
+        lines.seek(start)
+        for line in lines:
+            fields = line.decode(errors="replace").split()
+            kind = kind_of(fields[0]) if len(fields) == 3 else None
+            if kind is not None:
+                times.setdefault(kind, []).append(float(fields[2]))
+    return times
 
 
 def page_urls(base: str, address: str) -> dict[str, str]:
@@ -400,11 +433,14 @@ async def _load(base: str, addresses: list[str], clients: int, seconds: float,
             if think:  # a person reading the page, each at their own pace
                 await asyncio.sleep(think * rng.uniform(0.5, 1.5))
 
+    lateness: list[float] = []
+    ticker = asyncio.create_task(tick(lateness, end))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout,
                                      headers={"Accept-Encoding": "gzip"}) as session:
         await asyncio.gather(*(client(n, session) for n in range(clients)))
+    await ticker
     return {"latencies": latencies, "statuses": statuses, "errors": errors,
-            "seconds": time.perf_counter() - began}
+            "seconds": time.perf_counter() - began, "loop_lateness": lateness}
 
 
 def one_client(base: str, addresses: list[str], requests: int = 50) -> list[dict[str, Any]]:
@@ -696,8 +732,9 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
             phase = f"web: {load}"
             print(f"stratum with {args.clients} web clients, {load}, for "
                   f"{args.seconds:.0f} s")
-            outcomes, stratum[phase] = await web_phase(miner, status_file, base, addresses,
-                                                       args, context, think, pids)
+            outcomes, stratum[phase] = await web_phase(
+                miner, status_file, base, addresses, args, context, think, pids,
+                access_log=work / "nginx" / "access.log")
             print(f"  {stratum[phase]}")
             rows.extend({"measure": f"{row.pop('measure')}, {load}", **row}
                         for row in web_rows(outcomes))
@@ -716,8 +753,10 @@ async def measure(work: Path, base: str, addresses: list[str], network: RegtestN
 
 async def web_phase(miner: TimedMiner, status_file: Path, base: str, addresses: list[str],
                     args: argparse.Namespace, context: Any, think: float,
-                    pids: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    pids: dict[str, int], *, access_log: Path
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The clients' outcomes and the stratum figures while they load pages."""
+    log_start = access_log.stat().st_size
     results = context.Queue()
     share = args.clients // args.load_processes
     loaders = [context.Process(target=load_process, args=(
@@ -734,11 +773,18 @@ async def web_phase(miner: TimedMiner, status_file: Path, base: str, addresses: 
             loader.join(30)
             if loader.is_alive():
                 loader.kill()
+    outcomes[0]["nginx"] = nginx_times(access_log, log_start)
     return outcomes, figures
 
 
 def web_rows(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per URL: what the clients measured, what nginx measured (the server's own p99,
+    without the clients' delays), and how late the clients' own loops ran (at nice 19
+    on the same cores, they wait for a core too)."""
     rows = []
+    served = outcomes[0].get("nginx", {})
+    lateness = [v for o in outcomes for v in o["loop_lateness"]]
+    client_lag = percentile(lateness, 0.99) * 1000 if lateness else float("nan")
     for kind in outcomes[0]["latencies"]:
         latencies = [v for o in outcomes for v in o["latencies"][kind]]
         seconds = max(o["seconds"] for o in outcomes)
@@ -751,6 +797,11 @@ def web_rows(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      "requests/s": len(latencies) / seconds,
                      "p50 ms": percentile(latencies, 0.5) * 1000 if latencies else 0.0,
                      "p99 ms": percentile(latencies, 0.99) * 1000 if latencies else 0.0,
+                     "nginx p50 ms": (percentile(served[kind], 0.5) * 1000
+                                      if served.get(kind) else float("nan")),
+                     "nginx p99 ms": (percentile(served[kind], 0.99) * 1000
+                                      if served.get(kind) else float("nan")),
+                     "client loop p99 ms": client_lag,
                      "non-200": sum(n for s, n in statuses.items() if s != "200") + errors})
     return rows
 

@@ -26,6 +26,7 @@ from multipool.web.data import (
     PoolReaders,
     WorkerRow,
 )
+from multipool.web.status import PoolStatus
 
 T = TypeVar("T")
 
@@ -135,7 +136,7 @@ class FakeReaders(PoolReaders):
         self.readers = readers
         self.closed = False
 
-    async def get(self, prefix: str) -> PoolReader | None:
+    async def get(self, prefix: str, status: PoolStatus | None = None) -> PoolReader | None:
         return self.readers.get(prefix)
 
     async def close(self) -> None:

@@ -743,33 +743,20 @@ class WindowTotals:
 
 
 def window_totals(connection: Connection, windows: tuple[int, ...], *,
-                  now: datetime | None = None,
-                  address: str | None = None) -> WindowTotals:
-    """Given windows of whole minutes, return the pool's (or one miner's) accepted
-    difficulty over each, read in one pass over the longest. The pool's come from its
-    own per-minute sums (a day is 1,440 rows, not every miner's); a miner's from the
-    whole hours of the longest window before the others start (stats_hour) and minutes
-    elsewhere: a day of a 4-worker miner is about 350 rows instead of 5,760."""
+                  now: datetime | None = None) -> WindowTotals:
+    """Given windows of whole minutes, return the pool's accepted difficulty over each,
+    read in one pass over the longest from its own per-minute sums (a day is 1,440
+    rows, not every miner's). A miner's are its workers' summed (:func:`worker_totals`)."""
     bounds = {window: _window(window, now) for window in windows}
     start, end = min(bounds.values())
-    if address is None:
-        table = stats_pool_minute
-        time, difficulty = table.c.minute, table.c.accepted_difficulty
-        accepted, rejected = table.c.accepted, table.c.rejected
-        source_rows: Any = table
-        where = [time >= start, time < end]
-    else:
-        tail = min((b[0] for b in bounds.values() if b[0] > start), default=end)
-        source_rows, _ = _miner_rows(address, start, tail, end)
-        time, difficulty = source_rows.c.time, source_rows.c.difficulty
-        accepted, rejected = source_rows.c.accepted, source_rows.c.rejected
-        where = []
-    columns = [func.coalesce(func.sum(case((time >= bounds[w][0], difficulty),
-                                           else_=0.0)), 0.0) for w in windows]
-    query = (select(*columns, func.coalesce(func.sum(accepted), 0),
-                    func.coalesce(func.sum(rejected), 0))
-             .select_from(source_rows).where(*where))
-    row = connection.execute(query).one()
+    table = stats_pool_minute
+    columns = [func.coalesce(func.sum(case((table.c.minute >= bounds[w][0],
+                                            table.c.accepted_difficulty), else_=0.0)), 0.0)
+               for w in windows]
+    row = connection.execute(
+        select(*columns, func.coalesce(func.sum(table.c.accepted), 0),
+               func.coalesce(func.sum(table.c.rejected), 0))
+        .where(table.c.minute >= start, table.c.minute < end)).one()
     return WindowTotals({w: float(row[i]) for i, w in enumerate(windows)},
                         int(row[-2]), int(row[-1]))
 
@@ -883,7 +870,7 @@ def worker_totals(connection: Connection, address: str, *, windows: tuple[int, .
     most N seconds old passes ``exact_seconds >= N``: the answer is then the same as
     with exact times, since the minute's start is never later than the share. Counts
     come from the whole hours before the second longest window (stats_hour) and
-    minutes elsewhere, as :func:`window_totals`. Shares
+    minutes elsewhere (see _miner_rows). Shares
     older than ``exact_seconds`` that are not rolled up yet are not seen: keep it above
     the roll-up's delay (EXACT_LAST_SHARE)."""
     bounds = {window: _window(window, now) for window in windows}

@@ -443,12 +443,14 @@ class PoolReaders:
         self._status: dict[str, tuple[float, PoolStatus | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, prefix: str) -> PoolReader | None:
+    async def get(self, prefix: str, status: PoolStatus | None = None) -> PoolReader | None:
         """The pool's reader; None when its database cannot be opened (the pages then
-        show what status.json says and that the statistics are unavailable)."""
+        show what status.json says and that the statistics are unavailable). A caller
+        that has just read the pool's status passes it, so the file is not read twice."""
         if not PREFIX_RE.fullmatch(prefix):
             return None
-        status = self._read_status(prefix)
+        if status is None:
+            status = self._read_status(prefix)
         if status is None or status.database is None:
             self._fail(prefix, "its status.json does not say where its database is "
                                "(no status yet, or an engine older than this web)")

@@ -95,7 +95,7 @@ class Site:
         database is), or when the database cannot be opened."""
         if view.status is None:
             return None
-        return await self.readers.get(view.prefix)
+        return await self.readers.get(view.prefix, view.status)
 
     async def pool(self, prefix: str) -> Pool:
         """One pool and its reader; UnknownPool when there is no such pool."""
