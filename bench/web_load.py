@@ -547,14 +547,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def process_listening(port: int) -> int:
-    """The pid of the `multipool web serve` started with ``--listen 127.0.0.1:PORT``."""
+    """The pid of the `multipool web serve` started with ``--listen 127.0.0.1:PORT``
+    (the parent of its workers, whose command line is the same)."""
     wanted = f"127.0.0.1:{port}".encode()
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
                 if b"serve" in argv and wanted in argv:
-                    return int(entry.name)
+                    parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                    found[int(entry.name)] = int(parent)
+    for pid, parent in found.items():
+        if parent not in found:
+            return pid
     raise SystemExit(f"no web process found listening on {port}")
 
 

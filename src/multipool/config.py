@@ -440,6 +440,8 @@ class ServerConfig:
     web_rate_limit: float = 10.0
     # Minutes without a share after which a worker is shown offline.
     web_offline_after: int = 10
+    # Processes serving the pages (0: one per core, up to 4).
+    web_workers: int = 0
 
 
 def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
@@ -471,6 +473,7 @@ def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
     cors = w.strings("cors_origins", ())
     rate_limit = w.number("rate_limit", 10.0, positive=True)
     offline_after = w.integer("offline_after", 10, low=1, high=24 * 60)
+    web_workers = w.integer("workers", 0, low=0, high=32)
     w.check_unknown()
     for key, value in (("listen", listen), ("metrics_listen", metrics_listen)):
         if key == "metrics_listen" and value == "":
@@ -494,7 +497,8 @@ def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
                         database=database, web_listen=listen, web_routing=routing,
                         web_server=web_server, web_metrics_listen=metrics_listen,
                         web_trusted_proxies=proxies, web_cors_origins=cors,
-                        web_rate_limit=rate_limit, web_offline_after=offline_after)
+                        web_rate_limit=rate_limit, web_offline_after=offline_after,
+                        web_workers=web_workers)
 
 
 def _read_toml(path: str | Path) -> dict[str, Any]:

@@ -465,6 +465,10 @@ def test_parse_listen_accepts():
      "error: --public-host: must be a host name or IP address, got '<b>'\n"),
     (["--log-level", "loud"],
      "error: --log-level: must be debug, info, warning or error, got 'loud'\n"),
+    (["--workers", "33"],
+     "error: --workers: must be between 0 (one per core) and 32, got 33\n"),
+    (["--workers", "-1"],
+     "error: --workers: must be between 0 (one per core) and 32, got -1\n"),
 ])
 def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str):
     result = runner.invoke(cli_app, ["web", "serve", "--allow-root", "--root", str(tmp_path),
@@ -506,7 +510,7 @@ async def test_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: sign
     process = subprocess.Popen(
         [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
          "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--public-host", "mine.example.net", "--metrics-listen", ""],
+         "--public-host", "mine.example.net", "--metrics-listen", "", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

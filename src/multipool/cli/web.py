@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,10 @@ from multipool.web.server import (
 )
 from multipool.web.settings import LOOPBACK_PROXIES, WebSettings
 from multipool.web.status import StatusReader
+from multipool.web.workers import auto_workers, run_workers
+
+# The most web processes --workers takes.
+MAX_WORKERS = 32
 
 app = typer.Typer(help="Run the web process: every pool's page and the JSON API.",
                   no_args_is_help=True)
@@ -52,6 +57,8 @@ def serve(
         help="API requests per second per client IP (bursts of ten times as many)")] = 10.0,
     offline_after: Annotated[int, typer.Option(
         help="minutes without a share after which a worker is offline")] = 10,
+    workers: Annotated[int, typer.Option(
+        help="processes serving pages (0: one per core, up to 4)")] = 0,
     allow_root: Annotated[bool, typer.Option(help="run even as root")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
@@ -65,11 +72,14 @@ def serve(
         cors_origins=tuple(cors_origin or ()), rate_limit=rate_limit,
         offline_after=offline_after)
     with exit_logged("web process", logger):
-        _serve(root, listen, settings, allow_root, log_level)
+        status = _serve(root, listen, settings, allow_root, log_level, workers)
+    if status:
+        raise typer.Exit(status)
 
 
 def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
-           log_level: str) -> None:
+           log_level: str, workers: int) -> int:
+    """Serve until a stop signal; return the exit status."""
     refuse_root(allow_root, user="the web user (multipool-web)")
     public_host = settings.public_host
     with reported_errors():
@@ -103,12 +113,12 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
         if log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"must be debug, info, warning or error, got {log_level!r}",
                               key="--log-level")
+        if not 0 <= workers <= MAX_WORKERS:
+            raise ConfigError(f"must be between 0 (one per core) and {MAX_WORKERS}, got "
+                              f"{workers}", key="--workers")
         setup_logging(log_level)
-        web_app = create_app(root=root, settings=settings)
         sockets = bind_sockets(host, port)
-        servers = [(make_server(web_app, handle_signals=False,
-                                banner=f" (pools from {root / 'web'}, "
-                                       f"public host {public_host})"), sockets)]
+        metrics_sockets: list[socket.socket] = []
         if settings.metrics_listen:
             metrics_host, metrics_port = parse_listen(settings.metrics_listen,
                                                       "--metrics-listen")
@@ -118,10 +128,24 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
                 for sock in sockets:
                     sock.close()
                 raise
+    # The one line that says it listens is multipool's own (multipool.web).
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+    def worker(number: int) -> int:
+        # Each worker its own app (readers, caches, event loop); the first also serves
+        # /metrics (one listener: its figures come from the status files).
+        servers = [(make_server(create_app(root=root, settings=settings),
+                                handle_signals=False,
+                                banner=f" (pools from {root / 'web'}, "
+                                       f"public host {settings.public_host})"), sockets)]
+        if metrics_sockets and number == 0:
             servers.append((make_server(create_metrics_app(StatusReader(root)),
                                         handle_signals=False,
                                         banner=" (Prometheus /metrics)"), metrics_sockets))
-    # The one line that says it listens is multipool's own (multipool.web).
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    asyncio.run(serve_all(servers))
+        asyncio.run(serve_all(servers))
+        return 0
+
+    count = workers or auto_workers()
+    status = worker(0) if count == 1 else run_workers(count, worker, logger)
     logger.info("stopped")
+    return status

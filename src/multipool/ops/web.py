@@ -53,7 +53,8 @@ def web_service(layout: Layout, server: ServerConfig) -> ServiceSpec:
             server.public_host, "--routing", server.web_routing,
             "--metrics-listen", server.web_metrics_listen,
             "--rate-limit", format(server.web_rate_limit, "g"),
-            "--offline-after", str(server.web_offline_after), "--log-level", "info"]
+            "--offline-after", str(server.web_offline_after),
+            "--workers", str(server.web_workers), "--log-level", "info"]
     for proxy in server.web_trusted_proxies:
         argv += ["--trusted-proxy", proxy]
     for origin in server.web_cors_origins:
