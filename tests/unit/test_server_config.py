@@ -21,16 +21,18 @@ def test_web_defaults() -> None:
     assert config.web_trusted_proxies == ("127.0.0.1", "::1")
     assert (config.web_cors_origins, config.web_rate_limit, config.web_offline_after) == \
         ((), 10.0, 10)
+    assert config.web_workers == 0  # one per core
 
 
 def test_web_keys_read() -> None:
     config = _parse({"server": "apache", "metrics_listen": "", "routing": "subdomain",
                      "trusted_proxies": ["10.0.0.0/8"], "cors_origins": ["*"],
-                     "rate_limit": 2, "offline_after": 30})
+                     "rate_limit": 2, "offline_after": 30, "workers": 3})
     assert (config.web_server, config.web_metrics_listen, config.web_routing) == \
         ("apache", "", "subdomain")
     assert (config.web_trusted_proxies, config.web_cors_origins) == (("10.0.0.0/8",), ("*",))
-    assert (config.web_rate_limit, config.web_offline_after) == (2.0, 30)
+    assert (config.web_rate_limit, config.web_offline_after, config.web_workers) == \
+        (2.0, 30, 3)
 
 
 @pytest.mark.parametrize(("web", "key", "words"), [
@@ -41,6 +43,8 @@ def test_web_keys_read() -> None:
     ({"cors_origins": ["https://example.org/path"]}, "web.cors_origins", "origins like"),
     ({"rate_limit": 0}, "web.rate_limit", "greater than 0"),
     ({"offline_after": 0}, "web.offline_after", "between 1 and 1440"),
+    ({"workers": 33}, "web.workers", "between 0 and 32"),
+    ({"workers": "many"}, "web.workers", "an integer"),
     ({"colour": "blue"}, "web.colour", "unknown key"),
 ])
 def test_web_bad_values_name_the_key(web: dict[str, Any], key: str, words: str) -> None:
