@@ -22,6 +22,7 @@ import pytest
 from multipool.accounting.database import create_engine
 from multipool.web.data import PoolReader, PoolReaders
 from multipool.web.display import format_hashrate, format_units
+from multipool.web.status import PoolStatus
 from tests.functional.test_web_figures import (  # noqa: F401 - fixtures
     OFFLINE_AFTER,
     SCRYPT_HASHES,
@@ -46,7 +47,7 @@ class CoinUrlReaders(PoolReaders):
         self.reader = PoolReader(create_engine(coin_url), algorithm="scrypt", maturity=101,
                                  tip=tip, offline_after=OFFLINE_AFTER, cache_seconds=0)
 
-    async def get(self, prefix: str) -> PoolReader | None:
+    async def get(self, prefix: str, status: PoolStatus | None = None) -> PoolReader | None:
         return self.reader if prefix == "ltc" else None
 
     async def close(self) -> None:

@@ -164,7 +164,7 @@ def test_the_web_process_logs_an_error_that_ends_it(tmp_path: Path,
         result = CliRunner().invoke(cli_app, ["web", "serve", "--allow-root", "--root",
                                               str(tmp_path), "--listen",
                                               f"127.0.0.1:{free_port()}",
-                                              "--metrics-listen", ""])
+                                              "--metrics-listen", "", "--workers", "1"])
     finally:
         logging.getLogger("multipool.web").removeHandler(seen)
     assert result.exit_code == 1

@@ -231,7 +231,7 @@ async def test_serve_command_runs_both_listeners_and_stops_both(tmp_path: Path,
     process = subprocess.Popen(
         [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
          "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+         "--metrics-listen", f"127.0.0.1:{metrics_port}", "--workers", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert await wait_answering(f"http://127.0.0.1:{port}/", process) == 200
