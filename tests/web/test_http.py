@@ -136,9 +136,10 @@ def test_chart_is_well_formed_svg_with_axes_and_labels():
     # Axis top: 25 kH/s rounds up to 40 on a 1-2-4-6-8 scale; five ticks of it.
     assert texts[:5] == ["0", "10", "20", "30", "40"]
     assert "kH/s" in texts and "time (UTC)" in texts
-    # 24 h from 00:00 UTC: labels every 6 hours.
+    # 24 h from 00:00 UTC: labels every 6 hours; the last hour, at the right end of the
+    # plot, has its grid line but no label (it would run off a phone's picture).
     assert [t for t in texts if t and re.fullmatch(r"\d\d:\d\d", t)] == \
-        ["00:00", "06:00", "12:00", "18:00", "00:00"]
+        ["00:00", "06:00", "12:00", "18:00"]
     assert tree.find(f"{ns}title").text == "Pool, last 24 h"
     assert "Average 12.50 kH/s, peak 25.00 kH/s" in tree.find(f"{ns}desc").text
     line = tree.find(f"{ns}polyline").get("points").split()
@@ -149,6 +150,28 @@ def test_chart_is_well_formed_svg_with_axes_and_labels():
     bottom, top = ys[0], float(tree.findall(f"{ns}line")[4].get("y1"))  # 0 and 40 kH/s
     assert ys[72] == pytest.approx(bottom + (top - bottom) * 25 / 40, abs=0.1)
     assert "no shares" not in str(svg)
+
+
+@pytest.mark.parametrize("minutes_after", [0, 10, 20, 30, 40, 50])
+def test_time_labels_stay_inside_the_picture_at_phone_size(minutes_after: int):
+    """However far past an hour the chart ends, no time label centred on an hour runs
+    past the picture's right edge at a phone's letters (16 units a digit, style.css),
+    and every hour inside the plot keeps its grid line."""
+    end = datetime(2026, 12, 3, 18, minutes_after, tzinfo=UTC)
+    start = end - timedelta(hours=24)
+    points = [HashratePoint(start + timedelta(minutes=10 * i), 1.0) for i in range(144)]
+    tree = ElementTree.fromstring(str(hashrate_chart(points, title="t", chart_id="c",
+                                                     bucket_seconds=600)))
+    ns = "{http://www.w3.org/2000/svg}"
+    width = float(tree.get("viewBox").split()[2])
+    labels = [t for t in tree.iter(f"{ns}text") if re.fullmatch(r"\d\d:\d\d", t.text or "")]
+    assert labels
+    half = (4 * 16 + 8) / 2  # "18:00": four digits and a colon, centred
+    for label in labels:
+        assert float(label.get("x")) + half <= width, label.text
+    hours = [line for line in tree.iter(f"{ns}line")
+             if line.get("x1") == line.get("x2") and line.get("class") == "chart-grid"]
+    assert len(hours) == 4 + (minutes_after == 0)  # 00, 06, 12, 18 (and 18:00 at the end)
 
 
 def test_chart_of_nothing_says_so_and_escapes_its_title():

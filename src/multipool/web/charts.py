@@ -21,6 +21,8 @@ WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 30, 36
 # The width of a digit at the phone's 26 px letters (style.css), in picture units.
 PHONE_DIGIT_WIDTH = 16
+# Half the width of a time label ("18:00": four digits and a colon) at those letters.
+TIME_LABEL_HALF_WIDTH = (4 * PHONE_DIGIT_WIDTH + PHONE_DIGIT_WIDTH // 2) // 2
 # Horizontal grid lines above the zero line.
 Y_TICKS = 4
 # Hours between two labels of the time axis, by the span the chart covers.
@@ -109,6 +111,10 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
                      f'{escape(labels[i])}</text>')
     parts.append(f'<text class="chart-label chart-unit" x="{left + 6}" y="{TOP - 10}" '
                  f'font-size="12" fill="currentColor">{escape(unit)}</text>')
+    # Above the plot, not under the hour labels: on a phone's large letters the two
+    # lines under the plot would overlap.
+    parts.append(f'<text class="chart-label" x="{WIDTH - RIGHT}" y="{TOP - 10}" '
+                 f'text-anchor="end" font-size="11" fill="currentColor">time (UTC)</text>')
     # The time axis: whole UTC hours, every 1 or 6 hours by the span.
     step = next((hours for limit, hours in X_LABEL_HOURS if span <= limit), 24) * 3600
     tick = math.ceil(start / step) * step
@@ -117,12 +123,13 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
         label = datetime.fromtimestamp(tick, UTC).strftime("%H:%M")
         parts.append(f'<line class="chart-grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" '
                      f'y2="{TOP + plot_h}" stroke="currentColor" stroke-opacity="0.1"/>')
-        parts.append(f'<text class="chart-label" x="{x:.1f}" y="{HEIGHT - 18}" '
-                     f'text-anchor="middle" font-size="12" fill="currentColor">'
-                     f'{label}</text>')
+        # A label centred on an hour close to now would run past the picture's right
+        # edge on a phone: that hour keeps its grid line only.
+        if x + TIME_LABEL_HALF_WIDTH <= WIDTH:
+            parts.append(f'<text class="chart-label" x="{x:.1f}" y="{HEIGHT - 12}" '
+                         f'text-anchor="middle" font-size="12" fill="currentColor">'
+                         f'{label}</text>')
         tick += step
-    parts.append(f'<text class="chart-label" x="{WIDTH - RIGHT}" y="{HEIGHT - 2}" '
-                 f'text-anchor="end" font-size="11" fill="currentColor">time (UTC)</text>')
     if points:
         # Each bucket's value is drawn at the middle of its bucket.
         coords = [(x_of(p.time.timestamp() + bucket_seconds / 2), y_of(p.hashrate))
