@@ -148,7 +148,7 @@ async def read(source: Source, query: Callable[Concatenate[Connection, P], T],
     SQLAlchemy on a synchronous connection) on an async engine or connection.
 
     The web's reads are written synchronously so that its SQLite reader can run a whole
-    page's queries in one worker thread (web/data.py): through the async driver each
+    page's queries in one worker thread (web/database.py): through the async driver each
     statement costs several hops between threads, more than most of these queries."""
     async with _connection(source) as connection:
         return await connection.run_sync(query, *args, **kwargs)
