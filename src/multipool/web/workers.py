@@ -29,8 +29,9 @@ MAX_AUTO_WORKERS = 4
 
 
 def auto_workers(cores: int | None = None) -> int:
-    """The workers ``--workers 0`` means: one per core, up to MAX_AUTO_WORKERS (each is
-    some 50 MB; the pool engines and daemons need cores too).
+    """The workers ``--workers 0`` means: one per core, up to MAX_AUTO_WORKERS (the pool
+    engines and daemons need cores and memory too: a worker starts with some 15 MB of its
+    own, forked from the parent).
 
     >>> auto_workers(1), auto_workers(2), auto_workers(64)
     (1, 2, 4)
