@@ -1,9 +1,11 @@
 """What the nginx and Apache tests share: a tiny upstream that records what the proxy
 tells it, HTTP(S) requests to loopback, a self-signed certificate, certbot's edits of a
-site file done as certbot does them, and a real `multipool web serve`."""
+site file done as certbot does them, and a real `multipool web serve` with what it must
+answer through either site."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import multipool.web
 from multipool.devnet import free_port
 
 INDEX = b"<!doctype html><title>pools</title><h1>All pools</h1>\n" + b"<p>pool</p>\n" * 30
@@ -275,6 +278,38 @@ def web_serve(root: Path, *, public_host: str = "pool.example",
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def check_web_process_behind(port: int, routing: str) -> Message:
+    """Given the port of a site in front of :func:`web_serve`'s process, check what it
+    answers through the site: its page compressed (with subdomain routing, the pool's
+    own host gets the pool's page, the public host the index), each security header
+    once (the app's where it sends one, else the site's), its stylesheet cached and
+    compressed, its health check, and no /metrics. Return the stylesheet's headers (each
+    server writes its caching its own way)."""
+    hosts = ["pool.example"] + (["ltc.pool.example"] if routing == "subdomain" else [])
+    for host in hosts:
+        status, headers, body = fetch(port, "/", host=host,
+                                      headers={"Accept-Encoding": "gzip"})
+        assert status == 200, (host, body[:300])
+        assert headers["Content-Encoding"] == "gzip"
+        page = gzip.decompress(body)
+        assert b"<html" in page.lower()
+        assert (b'class="crumbs"' in page) == host.startswith("ltc."), host
+        assert b'id="pool-ltc"' in page
+        for header in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy",
+                       "Content-Security-Policy"):
+            assert len(headers.get_all(header) or []) == 1, (host, header)
+        assert headers["X-Frame-Options"] == "DENY"
+    status, headers, body = fetch(port, "/static/style.css",
+                                  headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and "max-age=604800" in headers["Cache-Control"]
+    assert headers["Content-Encoding"] == "gzip"
+    stylesheet = Path(multipool.web.__file__).parent / "static" / "style.css"
+    assert gzip.decompress(body) == stylesheet.read_bytes()
+    assert fetch(port, "/healthz")[0] == 200
+    assert fetch(port, "/metrics")[0] == 403
+    return headers
 
 
 def which(program: str) -> str | None:

@@ -35,6 +35,7 @@ from tests.ops.proxies import (
     Upstream,
     assert_security_headers,
     certbot_apache_edit,
+    check_web_process_behind,
     fetch,
     fetch_when_up,
     self_signed,
@@ -311,29 +312,7 @@ def test_real_web_process_behind_a_real_apache(throwaway: Throwaway, tmp_path: P
     with web_serve(tmp_path / "server", routing=routing) as process:
         install(throwaway, process.address, routing=routing)
         throwaway.start()
-        port = throwaway.ports[0]
-        hosts = ["pool.example"] + (["ltc.pool.example"] if routing == "subdomain" else [])
-        for host in hosts:
-            status, headers, body = fetch(port, "/", host=host,
-                                          headers={"Accept-Encoding": "gzip"})
-            assert status == 200, (host, body[:300])
-            assert headers["Content-Encoding"] == "gzip"
-            page = gzip.decompress(body)
-            assert b"<html" in page.lower()
-            # The pool's own host gets its page; the public host the index.
-            assert (b'class="crumbs"' in page) == host.startswith("ltc."), host
-            assert b'id="pool-ltc"' in page
-            # Each security header once: the app's where it sends one, else the site's.
-            for header in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy",
-                           "Content-Security-Policy"):
-                assert len(headers.get_all(header) or []) == 1, header
-        status, headers, body = fetch(port, "/static/style.css",
-                                      headers={"Accept-Encoding": "gzip"})
-        assert status == 200 and "max-age=604800" in headers["Cache-Control"]
-        assert gzip.decompress(body) == (Path(site.__file__).parents[1] / "web" / "static" /
-                                         "style.css").read_bytes()
-        assert fetch(port, "/healthz")[0] == 200
-        assert fetch(port, "/metrics")[0] == 403
+        check_web_process_behind(throwaway.ports[0], routing)
 
 
 def test_reload_reaches_a_running_apache_and_a_rejected_site_is_rolled_back(
