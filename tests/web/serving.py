@@ -1,11 +1,15 @@
 """Serving the real app under a real uvicorn server on a free loopback port, with the
-settings and readers a test chooses; fetching with the headers it chooses."""
+settings and readers a test chooses; fetching with the headers it chooses; and the
+`multipool web serve` command itself as a process."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,23 @@ from multipool.web.server import bind_sockets, make_server
 from multipool.web.settings import WebSettings
 
 PUBLIC_HOST = "pool.example.org"
+
+
+@contextmanager
+def serve_command(root: Path, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """`multipool web serve --root ROOT OPTIONS...` as a process whose output the test
+    reads (``communicate()`` after the stop signal it sends); killed if still running
+    when the block ends, however it ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
+         "--root", str(root), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 class Got:

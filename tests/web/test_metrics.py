@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from multipool.web.metrics import create_metrics_app
 from multipool.web.server import bind_sockets, make_server
 from multipool.web.settings import WebSettings
 from multipool.web.status import StatusError, StatusReader, parse_status
-from tests.web.serving import RunningApps
+from tests.web.serving import RunningApps, serve_command
 from tests.web.test_web import fetch, status_doc, write_status
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -228,12 +227,8 @@ async def test_serve_command_runs_both_listeners_and_stops_both(tmp_path: Path,
                                                                stop: signal.Signals):
     write_status(tmp_path, "ltc", status_doc("ltc", counters=COUNTERS))
     port, metrics_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
-         "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--metrics-listen", f"127.0.0.1:{metrics_port}", "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with serve_command(tmp_path, "--listen", f"127.0.0.1:{port}", "--metrics-listen",
+                       f"127.0.0.1:{metrics_port}", "--workers", "1") as process:
         assert await wait_answering(f"http://127.0.0.1:{port}/", process) == 200
         assert await wait_answering(f"http://127.0.0.1:{metrics_port}/metrics", process) == 200
         samples = parse((await fetch(f"http://127.0.0.1:{metrics_port}/metrics")).text)
@@ -241,10 +236,6 @@ async def test_serve_command_runs_both_listeners_and_stops_both(tmp_path: Path,
         assert (await fetch(f"http://127.0.0.1:{port}/metrics")).status == 404
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     listening = [line for line in stderr.splitlines() if "listening on" in line]
     assert len(listening) == 2, stderr

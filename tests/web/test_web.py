@@ -7,8 +7,6 @@ import asyncio
 import json
 import logging
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -29,7 +27,7 @@ from multipool.web.display import format_age, format_coins, format_hashrate, for
 from multipool.web.server import bind_sockets, make_server, parse_listen
 from multipool.web.settings import WebSettings
 from multipool.web.status import StatusError, StatusReader, parse_status
-from tests.web.serving import RunningApps
+from tests.web.serving import RunningApps, serve_command
 
 PUBLIC_HOST = "pool.example.org"
 runner = CliRunner()
@@ -507,12 +505,9 @@ def test_refuses_root_without_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 async def test_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: signal.Signals):
     write_status(tmp_path, "ltc", status_doc("ltc"))
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
-         "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--public-host", "mine.example.net", "--metrics-listen", "", "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with serve_command(tmp_path, "--listen", f"127.0.0.1:{port}", "--public-host",
+                       "mine.example.net", "--metrics-listen", "", "--workers", "1"
+                       ) as process:
         deadline = time.monotonic() + 30
         page = None
         while page is None:
@@ -527,10 +522,6 @@ async def test_serve_command_serves_and_stops_cleanly(tmp_path: Path, stop: sign
         assert (await fetch(f"http://127.0.0.1:{port}/healthz")).text == "ok"
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     listening = [line for line in stderr.splitlines() if "listening on" in line]
     assert len(listening) == 1, stderr

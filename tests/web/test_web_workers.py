@@ -17,6 +17,7 @@ import pytest
 from multipool.devnet import free_port
 from multipool.web.workers import MAX_DEATHS, auto_workers
 from tests.support.live_pool import get
+from tests.web.serving import serve_command
 from tests.web.test_web import status_doc, write_status
 
 
@@ -53,12 +54,8 @@ def test_workers_share_the_port_a_dead_one_is_replaced_and_sigterm_stops_all(
     write_status(tmp_path, "ltc", status_doc("ltc"))
     port, metrics_port = free_port(), free_port()
     base, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "multipool.cli", "web", "serve", "--allow-root",
-         "--root", str(tmp_path), "--listen", f"127.0.0.1:{port}",
-         "--metrics-listen", f"127.0.0.1:{metrics_port}", "--workers", "3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with serve_command(tmp_path, "--listen", f"127.0.0.1:{port}", "--metrics-listen",
+                       f"127.0.0.1:{metrics_port}", "--workers", "3") as process:
         wait_for(lambda: len(children(process.pid)) == 3, what="three workers")
         first = children(process.pid)
         wait_for(lambda: answers(f"{base}/healthz") and answers(metrics),
@@ -68,8 +65,8 @@ def test_workers_share_the_port_a_dead_one_is_replaced_and_sigterm_stops_all(
         for child in first:
             assert inode in _socket_inodes(child), f"worker {child} lacks the socket"
 
-        # A worker killed (the one serving /metrics among them) is replaced; the port
-        # keeps answering meanwhile, /metrics again after.
+        # Every worker killed, the one serving /metrics among them: each is replaced,
+        # and the pages and /metrics answer again.
         for victim in sorted(first):
             os.kill(victim, signal.SIGKILL)
         wait_for(lambda: len(children(process.pid)) == 3
@@ -82,10 +79,6 @@ def test_workers_share_the_port_a_dead_one_is_replaced_and_sigterm_stops_all(
 
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, stderr
     for pid in last:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"worker {pid} still runs"
