@@ -702,33 +702,34 @@ def _by_reason(rows: Any) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def _miner_rows(address: str, start: datetime, tail: datetime, end: datetime
-                ) -> tuple[Any, tuple[datetime, datetime] | None]:
-    """One miner's rolled-up rows of [start, end) as a subquery (time, worker,
-    difficulty, accepted, rejected): the whole hours between ``start`` and ``tail`` from
-    stats_hour (one row per hour and worker, time = the hour), the minutes around them
-    from stats_minute. A window starting at or after ``tail`` thus sees only minutes.
-    Also return the hours [first, last) read from stats_hour, None if none (under two
-    hours between ``start`` and ``tail``, where minutes are as cheap)."""
+def _rolled_rows(start: datetime, tail: datetime, end: datetime, *,
+                 address: str | None = None
+                 ) -> tuple[Any, tuple[datetime, datetime] | None]:
+    """The rolled-up rows of [start, end), every miner's or one ``address``'s, as a
+    subquery (time, address, worker, difficulty, accepted, rejected): the whole hours
+    between ``start`` and ``tail`` from stats_hour (one row per hour, miner and worker,
+    time = the hour), the minutes around them from stats_minute. A window starting at or
+    after ``tail`` thus sees only minutes. Also return the hours [first, last) read from
+    stats_hour, None if none (under two hours between ``start`` and ``tail``, where
+    minutes are as cheap)."""
     first, last = hour_of(start), hour_of(tail)
     if first < start:
         first += timedelta(hours=1)
 
+    def rows(table: Table, time: Any, low: datetime, high: datetime) -> Select[Any]:
+        query = (select(time.label("time"), table.c.address, table.c.worker,
+                        table.c.accepted_difficulty.label("difficulty"),
+                        table.c.accepted, table.c.rejected)
+                 .where(time >= low, time < high))
+        return query if address is None else query.where(table.c.address == address)
+
     def minutes(low: datetime, high: datetime) -> Select[Any]:
-        return (select(stats_minute.c.minute.label("time"), stats_minute.c.worker,
-                       stats_minute.c.accepted_difficulty.label("difficulty"),
-                       stats_minute.c.accepted, stats_minute.c.rejected)
-                .where(stats_minute.c.address == address, stats_minute.c.minute >= low,
-                       stats_minute.c.minute < high))
+        return rows(stats_minute, stats_minute.c.minute, low, high)
 
     if last - first < timedelta(hours=2):
         return minutes(start, end).subquery(), None
-    hours = (select(stats_hour.c.hour.label("time"), stats_hour.c.worker,
-                    stats_hour.c.accepted_difficulty.label("difficulty"),
-                    stats_hour.c.accepted, stats_hour.c.rejected)
-             .where(stats_hour.c.address == address, stats_hour.c.hour >= first,
-                    stats_hour.c.hour < last))
-    return (union_all(hours, minutes(start, first), minutes(last, end)).subquery(),
+    return (union_all(rows(stats_hour, stats_hour.c.hour, first, last),
+                      minutes(start, first), minutes(last, end)).subquery(),
             (first, last))
 
 
@@ -801,29 +802,10 @@ def miner_ranking(connection: Connection, window_seconds: int, *,
     accepted difficulty first (ties by address): read once, any page is a slice.
 
     The hours wholly inside the window come from stats_hour, only the minutes at its
-    two ends from stats_minute: over a day that is 23 hours of rows per worker and 60
-    minutes, instead of 1,440 minutes."""
+    two ends from stats_minute (_rolled_rows): over a day that is 23 hours of rows per
+    worker and 60 minutes, instead of 1,440 minutes."""
     start, end = _window(window_seconds, now)
-    first_hour = hour_of(start)
-    if first_hour < start:
-        first_hour += timedelta(hours=1)
-    last_hour = hour_of(end)
-
-    def minutes(low: datetime, high: datetime) -> Select[Any]:
-        return (select(stats_minute.c.address, stats_minute.c.worker,
-                       stats_minute.c.accepted_difficulty.label("difficulty"),
-                       stats_minute.c.accepted, stats_minute.c.rejected)
-                .where(stats_minute.c.minute >= low, stats_minute.c.minute < high))
-
-    if last_hour - first_hour < timedelta(hours=1) or window_seconds < 2 * 3600:
-        parts = minutes(start, end).subquery()
-    else:
-        parts = union_all(
-            select(stats_hour.c.address, stats_hour.c.worker,
-                   stats_hour.c.accepted_difficulty.label("difficulty"),
-                   stats_hour.c.accepted, stats_hour.c.rejected)
-            .where(stats_hour.c.hour >= first_hour, stats_hour.c.hour < last_hour),
-            minutes(start, first_hour), minutes(last_hour, end)).subquery()
+    parts, _ = _rolled_rows(start, end, end)
     query = (select(parts.c.address, func.sum(parts.c.difficulty),
                     func.count(parts.c.worker.distinct()), func.sum(parts.c.accepted),
                     func.sum(parts.c.rejected))
@@ -870,14 +852,14 @@ def worker_totals(connection: Connection, address: str, *, windows: tuple[int, .
     most N seconds old passes ``exact_seconds >= N``: the answer is then the same as
     with exact times, since the minute's start is never later than the share. Counts
     come from the whole hours before the second longest window (stats_hour) and
-    minutes elsewhere (see _miner_rows). Shares
-    older than ``exact_seconds`` that are not rolled up yet are not seen: keep it above
-    the roll-up's delay (EXACT_LAST_SHARE)."""
+    minutes elsewhere (see _rolled_rows). Shares older than ``exact_seconds`` that are
+    not rolled up yet are not seen: keep it above the roll-up's delay
+    (EXACT_LAST_SHARE)."""
     bounds = {window: _window(window, now) for window in windows}
     start, end = min(bounds.values())
     tail = min((b[0] for b in bounds.values() if b[0] > start), default=end)
     until = now or datetime.now(UTC)
-    parts, hours = _miner_rows(address, start, tail, end)
+    parts, hours = _rolled_rows(start, tail, end, address=address)
     fold = _fold(connection)
     rolled = connection.execute(
         select(parts.c.worker,
