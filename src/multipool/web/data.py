@@ -359,14 +359,9 @@ class PoolReader:
         return await self.cache.get(("miner_payments", address, page, per_page), compute)
 
     async def workers(self, address: str) -> tuple[WorkerRow, ...]:
-        """The miner's workers seen in the last 24 h, by name."""
-        async def compute() -> tuple[WorkerRow, ...]:
-            now = self.clock()
-            found = await self.database.run(worker_totals, address, windows=WINDOWS,
-                                            exact_seconds=self._exact_seconds, now=now)
-            return tuple(self._worker_row(w, now) for w in found)
-
-        return await self.cache.get(("workers", address), compute)
+        """The miner's workers seen in the last 24 h, by name (those of :meth:`miner`,
+        read and cached with its other figures)."""
+        return (await self.miner(address)).workers
 
     async def close(self) -> None:
         await self.cache.close()

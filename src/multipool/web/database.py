@@ -111,10 +111,10 @@ class ServerDatabase(ReadOnlyDatabase):
         await self.engine.dispose()
 
 
-def sqlite_read_only_url(path: str, driver: str = "pysqlite") -> URL:
+def sqlite_read_only_url(path: str) -> URL:
     """The URL that opens a SQLite file read-only (SQLite's own ``mode=ro``: any write
     is refused by SQLite, whatever the file's permissions)."""
-    return URL.create(f"sqlite+{driver}", database="file:" + quote(path),
+    return URL.create("sqlite+pysqlite", database="file:" + quote(path),
                       query={"mode": "ro", "uri": "true"})
 
 
