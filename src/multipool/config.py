@@ -416,6 +416,10 @@ def load_coin_config(path: str | Path) -> CoinConfig:
     return parse_coin_config(_read_toml(path), str(path))
 
 
+# The most web processes `[web] workers` and `web serve --workers` take.
+MAX_WEB_WORKERS = 32
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """A whole multipool.toml, validated: the server's root, mode and shared settings."""
@@ -473,7 +477,7 @@ def parse_server_config(data: dict[str, Any], file: str) -> ServerConfig:
     cors = w.strings("cors_origins", ())
     rate_limit = w.number("rate_limit", 10.0, positive=True)
     offline_after = w.integer("offline_after", 10, low=1, high=24 * 60)
-    web_workers = w.integer("workers", 0, low=0, high=32)
+    web_workers = w.integer("workers", 0, low=0, high=MAX_WEB_WORKERS)
     w.check_unknown()
     for key, value in (("listen", listen), ("metrics_listen", metrics_listen)):
         if key == "metrics_listen" and value == "":

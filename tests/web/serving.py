@@ -73,7 +73,7 @@ class RunningApps:
     async def start(self, app: Any) -> str:
         """Serve ``app``; return its base URL once it listens."""
         port = free_port()
-        server = make_server(app, handle_signals=False)
+        server = make_server(app)
         task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
         self.running.append((server, task))
         deadline = time.monotonic() + 10

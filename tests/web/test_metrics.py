@@ -162,8 +162,7 @@ async def test_metrics_listener_serves_nothing_else(tmp_path: Path, serve_metric
 async def test_main_app_has_no_metrics(tmp_path: Path):
     write_status(tmp_path, "ltc", status_doc("ltc", counters=COUNTERS))
     port = free_port()
-    server = make_server(create_app(root=tmp_path, settings=WebSettings()),
-                         handle_signals=False)
+    server = make_server(create_app(root=tmp_path, settings=WebSettings()))
     task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
     try:
         while not server.started:

@@ -332,8 +332,7 @@ async def test_stopping_the_server_closes_the_readers(tmp_path: Path):
     """The app's lifespan closes every pool's database reader when uvicorn stops."""
     two_pools(tmp_path)
     readers = FakeReaders({"ltc": sample_reader()})
-    server = make_server(create_app(root=tmp_path, settings=WebSettings(), readers=readers),
-                         handle_signals=False)
+    server = make_server(create_app(root=tmp_path, settings=WebSettings(), readers=readers))
     port = free_port()
     task = asyncio.create_task(server.serve(sockets=bind_sockets("127.0.0.1", port)))
     while not server.started:

@@ -103,8 +103,7 @@ async def serve() -> AsyncIterator[Start]:
 def test_the_server_parses_http_with_httptools(tmp_path: Path):
     """uvicorn's C parser, not its pure-Python default (h11): uvicorn picks h11 when
     httptools is missing, so a lost dependency would slow pages without a word."""
-    server = make_server(create_app(root=tmp_path, settings=WebSettings()),
-                         handle_signals=False)
+    server = make_server(create_app(root=tmp_path, settings=WebSettings()))
     server.config.load()
     assert server.config.http_protocol_class.__module__ == (
         "uvicorn.protocols.http.httptools_impl")

@@ -15,6 +15,7 @@ from multipool.cli.common import DEFAULT, RootOption, reported_errors
 from multipool.cli.exits import exit_logged
 from multipool.cli.logs import setup_logging
 from multipool.cli.pool import refuse_root
+from multipool.config import MAX_WEB_WORKERS
 from multipool.errors import ConfigError
 from multipool.web.app import create_app
 from multipool.web.metrics import create_metrics_app
@@ -28,9 +29,6 @@ from multipool.web.server import (
 from multipool.web.settings import LOOPBACK_PROXIES, WebSettings
 from multipool.web.status import StatusReader
 from multipool.web.workers import auto_workers, run_workers
-
-# The most web processes --workers takes.
-MAX_WORKERS = 32
 
 app = typer.Typer(help="Run the web process: every pool's page and the JSON API.",
                   no_args_is_help=True)
@@ -113,8 +111,8 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
         if log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"must be debug, info, warning or error, got {log_level!r}",
                               key="--log-level")
-        if not 0 <= workers <= MAX_WORKERS:
-            raise ConfigError(f"must be between 0 (one per core) and {MAX_WORKERS}, got "
+        if not 0 <= workers <= MAX_WEB_WORKERS:
+            raise ConfigError(f"must be between 0 (one per core) and {MAX_WEB_WORKERS}, got "
                               f"{workers}", key="--workers")
         setup_logging(log_level)
         sockets = bind_sockets(host, port)
@@ -135,12 +133,10 @@ def _serve(root: Path, listen: str, settings: WebSettings, allow_root: bool,
         # Each worker its own app (readers, caches, event loop); the first also serves
         # /metrics (one listener: its figures come from the status files).
         servers = [(make_server(create_app(root=root, settings=settings),
-                                handle_signals=False,
                                 banner=f" (pools from {root / 'web'}, "
                                        f"public host {settings.public_host})"), sockets)]
         if metrics_sockets and number == 0:
             servers.append((make_server(create_metrics_app(StatusReader(root)),
-                                        handle_signals=False,
                                         banner=" (Prometheus /metrics)"), metrics_sockets))
         asyncio.run(serve_all(servers))
         return 0

@@ -93,31 +93,20 @@ def describe(sockets: list[socket.socket]) -> str:
 class WebServer(uvicorn.Server):
     """uvicorn's server, with two changes for a supervised service:
 
-    - a stop signal (SIGTERM, Ctrl-C) ends it and the process exits 0: uvicorn itself
-      raises the signal again after its graceful stop, which would end the process by
-      the signal after all (status 143), and systemd would call that a failure;
+    - it leaves the stop signals to :func:`serve_all`, which stops every server of the
+      process at once and lets it exit 0: uvicorn itself raises the signal again after
+      its graceful stop, which would end the process by the signal after all (status
+      143), and systemd would call that a failure;
     - one line is logged when it listens (uvicorn's own start-up chatter is left out).
     """
 
-    def __init__(self, config: uvicorn.Config, *, handle_signals: bool = True,
-                 banner: str = ""):
+    def __init__(self, config: uvicorn.Config, *, banner: str = ""):
         super().__init__(config)
-        self.handle_signals = handle_signals
         self.banner = banner
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        if not self.handle_signals:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in STOP_SIGNALS:
-                loop.remove_signal_handler(sig)
+        yield  # serve_all handles them, once for all the servers
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -128,8 +117,8 @@ class WebServer(uvicorn.Server):
 async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) -> None:
     """Run several servers (the pages, the metrics) on this loop until a stop signal
     stops them all; if one of them stops by itself, the others are stopped too. The
-    servers are made with ``handle_signals=False``: the signals are handled here once,
-    for all of them (a second Ctrl-C forces them down, as in uvicorn)."""
+    signals are handled here once, for all of them (a second Ctrl-C forces them down,
+    as in uvicorn)."""
     loop = asyncio.get_running_loop()
 
     stopping = False
@@ -159,7 +148,7 @@ async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) ->
             loop.remove_signal_handler(sig)
 
 
-def make_server(app: ASGIApp, *, handle_signals: bool = True, banner: str = "") -> WebServer:
+def make_server(app: ASGIApp, *, banner: str = "") -> WebServer:
     """Given the ASGI app, return a server to run with ``serve(sockets)``."""
     config = uvicorn.Config(
         app,
@@ -175,4 +164,4 @@ def make_server(app: ASGIApp, *, handle_signals: bool = True, banner: str = "") 
         limit_concurrency=MAX_CONNECTIONS,
         timeout_graceful_shutdown=GRACEFUL_STOP,
     )
-    return WebServer(config, handle_signals=handle_signals, banner=banner)
+    return WebServer(config, banner=banner)
