@@ -30,6 +30,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from multipool.accounting.stats import read
 from multipool.ops.databases import WEB_ROLE
 from multipool.web.status import DatabaseLocation
 
@@ -104,8 +105,7 @@ class ServerDatabase(ReadOnlyDatabase):
 
     async def run(self, query: Callable[Concatenate[Connection, P], T],
                   *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self.engine.connect() as connection:
-            return await connection.run_sync(query, *args, **kwargs)
+        return await read(self.engine, query, *args, **kwargs)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
