@@ -49,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from multipool.accounting.database import database_url, public_location
+from multipool.accounting.history import blocks_since
 from multipool.accounting.payments import BROADCAST, CONFIRMED, FAILED, INTENT, VOIDING
 from multipool.accounting.schema import CANDIDATE, blocks, payment_batches
 from multipool.accounting.stats import pool_activity
@@ -202,10 +203,7 @@ class PublicStatusWriter:
         async with self.database.connect() as connection:
             activity = await pool_activity(connection, algorithm=config.coin.algorithm,
                                            window_seconds=WINDOW_SECONDS, now=now)
-            found = (await connection.execute(
-                select(func.count()).select_from(blocks)
-                .where(blocks.c.time >= now - timedelta(days=1),
-                       blocks.c.status.not_in(("orphaned", CANDIDATE))))).scalar_one()
+            found = await connection.run_sync(blocks_since, now - timedelta(days=1))
             document["totals"] = await self.totals(connection)
         document["pool"].update(hashrate=activity.hashrate, miners=activity.miners,
                                 workers=activity.workers)

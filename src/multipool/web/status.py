@@ -343,6 +343,15 @@ def _names(raw: object, where: str) -> list[tuple[str, object]]:
     return sorted(raw.items())
 
 
+def _counts(raw: object, where: str) -> tuple[tuple[str, int], ...]:
+    """An object of counts keyed by name (reasons, statuses) as sorted (name, count)
+    pairs; none when absent."""
+    if raw is None:
+        return ()
+    counts = _Object(raw, f"{where}.")
+    return tuple((name, counts.integer(name) or 0) for name, _ in _names(raw, where))
+
+
 def _parse_counters(raw: object) -> EngineCounters | None:
     """``counters``: shares by result and reason, blocks submitted, connections, loop
     lag; None when absent (an older engine)."""
@@ -350,14 +359,9 @@ def _parse_counters(raw: object) -> EngineCounters | None:
         return None
     top = _Object(raw, "counters.")
     shares, blocks, lag = top.obj("shares"), top.obj("blocks"), top.obj("loop_lag")
-    rejected = []
-    raw_rejected = shares.data.get("rejected")
-    if raw_rejected is not None:
-        counts = _Object(raw_rejected, "counters.shares.rejected.")
-        for reason, _ in _names(raw_rejected, "counters.shares.rejected"):
-            rejected.append((reason, counts.integer(reason) or 0))
     return EngineCounters(
-        shares_accepted=shares.integer("accepted"), shares_rejected=tuple(rejected),
+        shares_accepted=shares.integer("accepted"),
+        shares_rejected=_counts(shares.data.get("rejected"), "counters.shares.rejected"),
         blocks_submitted=blocks.integer("submitted"),
         blocks_accepted=blocks.integer("accepted"), blocks_refused=blocks.integer("refused"),
         connections=top.integer("connections"),
@@ -371,12 +375,6 @@ def _parse_totals(raw: object) -> PoolTotals | None:
     if raw is None:
         return None
     top = _Object(raw, "totals.")
-    found = []
-    raw_blocks = top.data.get("blocks")
-    if raw_blocks is not None:
-        counts = _Object(raw_blocks, "totals.blocks.")
-        for status, _ in _names(raw_blocks, "totals.blocks"):
-            found.append((status, counts.integer(status) or 0))
     paid = []
     raw_payments = top.data.get("payments")
     if raw_payments is not None:
@@ -385,7 +383,8 @@ def _parse_totals(raw: object) -> PoolTotals | None:
             amount = entry.decimal("amount")
             paid.append(PaymentTotal(state, entry.integer("batches") or 0,
                                      Decimal(0) if amount is None else amount))
-    return PoolTotals(blocks=tuple(found), payments=tuple(paid))
+    return PoolTotals(blocks=_counts(top.data.get("blocks"), "totals.blocks"),
+                      payments=tuple(paid))
 
 
 def _parse_database(raw: object) -> DatabaseLocation | None:
