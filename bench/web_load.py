@@ -416,6 +416,8 @@ async def _load(base: str, addresses: list[str], clients: int, seconds: float,
 
     async def client(number: int, session: aiohttp.ClientSession) -> None:
         turn = number  # clients start on different URLs
+        if think:  # people arrive at their own moments, not all in the same millisecond
+            await asyncio.sleep(think * rng.uniform(0.0, 1.0))
         while time.perf_counter() < end:
             kind = kinds[turn % len(kinds)]
             turn += 1

@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, exists, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    bindparam,
+    exists,
+    func,
+    select,
+)
 
 from multipool.accounting.schema import (
     CANDIDATE,
@@ -83,10 +94,10 @@ def _not_candidate() -> ColumnElement[bool]:
     return blocks.c.status != CANDIDATE
 
 
-def _page(connection: Connection, query: Select[Any],
-          count: Select[Any]) -> tuple[Sequence[Row[Any]], int]:
-    rows = connection.execute(query).all()
-    return rows, int(connection.execute(count).scalar_one())
+def _page(connection: Connection, query: Select[Any], count: Select[Any],
+          values: dict[str, Any] | None = None) -> tuple[Sequence[Row[Any]], int]:
+    rows = connection.execute(query, values).all()
+    return rows, int(connection.execute(count, values).scalar_one())
 
 
 def _block(row: Any) -> BlockEntry:
@@ -154,15 +165,8 @@ def batch_page(connection: Connection, *, limit: int,
 def miner_payment_page(connection: Connection, address: str, *, limit: int,
                        offset: int) -> tuple[list[MinerPaymentEntry], int]:
     """One page of what the batches paid one address, newest first, and how many."""
-    joined = payments.join(payment_batches, payment_batches.c.id == payments.c.batch_id)
-    rows, total = _page(
-        connection,
-        select(payments.c.batch_id, payment_batches.c.created, payment_batches.c.txid,
-               payment_batches.c.status, payments.c.amount)
-        .select_from(joined).where(payments.c.address == address)
-        .order_by(payment_batches.c.created.desc(), payments.c.batch_id)
-        .limit(limit).offset(offset),
-        select(func.count()).select_from(payments).where(payments.c.address == address))
+    rows, total = _page(connection, _MINER_PAYMENTS, _MINER_PAYMENT_COUNT,
+                        {"address": address, "limit": limit, "offset": offset})
     return [MinerPaymentEntry(batch_id=r.batch_id, created=as_utc(r.created),
                               txid=r.txid, status=r.status,
                               amount=int(r.amount))
@@ -171,25 +175,36 @@ def miner_payment_page(connection: Connection, address: str, *, limit: int,
 
 def miner_money(connection: Connection, address: str) -> MinerMoney:
     """One address's immature, unpaid and paid amounts (see the module's docstring)."""
-    pending = select(blocks.c.id).where(blocks.c.status == "pending")
-    immature = connection.execute(
-        select(func.coalesce(func.sum(block_rewards.c.amount), 0))
-        .where(block_rewards.c.block_id.in_(pending),
-               block_rewards.c.address == address)).scalar_one()
-    unpaid = connection.execute(
-        select(func.coalesce(func.sum(balances.c.amount), 0))
-        .where(balances.c.address == address)).scalar_one()
-    paid = connection.execute(
-        select(func.coalesce(func.sum(payments.c.amount), 0))
-        .select_from(payments.join(payment_batches,
-                                   payment_batches.c.id == payments.c.batch_id))
-        .where(payments.c.address == address,
-               payment_batches.c.status.in_(PAID_STATES))).scalar_one()
-    return MinerMoney(int(immature), int(unpaid), int(paid))
+    values = {"address": address}
+    return MinerMoney(*(int(connection.execute(query, values).scalar_one())
+                        for query in (_IMMATURE, _UNPAID, _PAID)))
+
+
+# A miner's page runs these: built once, the address and page as parameters (building a
+# statement costs more than SQLite takes to answer it; see accounting/stats.py).
+_ADDRESS: BindParameter[str] = bindparam("address")
+_PAYMENTS_JOIN = payments.join(payment_batches, payment_batches.c.id == payments.c.batch_id)
+_MINER_PAYMENTS = (
+    select(payments.c.batch_id, payment_batches.c.created, payment_batches.c.txid,
+           payment_batches.c.status, payments.c.amount)
+    .select_from(_PAYMENTS_JOIN).where(payments.c.address == _ADDRESS)
+    .order_by(payment_batches.c.created.desc(), payments.c.batch_id)
+    .limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
+_MINER_PAYMENT_COUNT = (select(func.count()).select_from(payments)
+                        .where(payments.c.address == _ADDRESS))
+_IMMATURE = (select(func.coalesce(func.sum(block_rewards.c.amount), 0))
+             .where(block_rewards.c.block_id.in_(
+                 select(blocks.c.id).where(blocks.c.status == "pending")),
+                 block_rewards.c.address == _ADDRESS))
+_UNPAID = (select(func.coalesce(func.sum(balances.c.amount), 0))
+           .where(balances.c.address == _ADDRESS))
+_PAID = (select(func.coalesce(func.sum(payments.c.amount), 0)).select_from(_PAYMENTS_JOIN)
+         .where(payments.c.address == _ADDRESS,
+                payment_batches.c.status.in_(PAID_STATES)))
+_HAS_HISTORY = select(exists().where(shares.c.address == _ADDRESS)
+                      | exists().where(ledger.c.address == _ADDRESS))
 
 
 def has_history(connection: Connection, address: str) -> bool:
     """Whether the pool has ever seen the address: a share, or a ledger entry."""
-    return bool(connection.execute(
-        select(exists().where(shares.c.address == address)
-               | exists().where(ledger.c.address == address))).scalar())
+    return bool(connection.execute(_HAS_HISTORY, {"address": address}).scalar())

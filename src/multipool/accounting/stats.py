@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 from collections import Counter
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    Subquery,
     Table,
     Update,
     bindparam,
@@ -180,11 +182,13 @@ def _epoch_seconds_mysql(element: epoch_seconds, compiler: Any, **kw: Any) -> st
             f"{compiler.process(element.clauses, **kw)})")
 
 
-def _bucket(column: Any, start: datetime, bucket_seconds: int) -> ColumnElement[Any]:
-    """The bucket of ``bucket_seconds`` from ``start`` that a time column falls in
-    (0, 1, ...), computed by the database: the rows it returns are buckets."""
-    offset = epoch_seconds(column) - int(start.timestamp())
-    return (offset - offset % bucket_seconds) / bucket_seconds
+def _bucket(column: Any) -> ColumnElement[Any]:
+    """The bucket of ``:bucket_seconds`` from ``:start_epoch`` (seconds since 1970) that
+    a time column falls in (0, 1, ...), computed by the database: the rows it returns
+    are buckets."""
+    size = bindparam("bucket_seconds", type_=Integer)
+    offset = epoch_seconds(column) - bindparam("start_epoch", type_=Integer)
+    return (offset - offset % size) / size
 
 
 # -- rolling up ---------------------------------------------------------------------------
@@ -455,6 +459,11 @@ async def prune_stats(engine: AsyncEngine, older_than: datetime) -> int:
 
 # -- queries for the web pages and the CLI --------------------------------------------------
 
+# The statements a miner's page runs are built once, their values passed as parameters
+# (``bindparam``): building a statement and its cache key anew for each call cost
+# SQLAlchemy about 0.2 ms a statement, several times what SQLite takes to answer it,
+# and a miner's page runs a dozen (docs/performance.md).
+
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
     """One worker of a miner over a window."""
@@ -524,23 +533,30 @@ def hashrate_history(connection: Connection, *, algorithm: str, since: datetime,
     start = end - timedelta(seconds=count * bucket_seconds)
     # Summed per bucket by the database: a day of a miner's minutes is up to 1,440
     # rows a worker, its chart 144 buckets.
-    if address is None:  # the pool's own per-minute sums: one row a minute
-        table: Table = stats_pool_minute
-        where = [table.c.minute >= start, table.c.minute < end]
-    else:
-        table = stats_minute
-        where = [table.c.address == address, table.c.minute >= start,
-                 table.c.minute < end]
-    bucket = _bucket(table.c.minute, start, bucket_seconds).label("bucket")
-    rows = connection.execute(
-        select(bucket, func.sum(table.c.accepted_difficulty)).where(*where)
-        .group_by(bucket)).all()
+    rows = connection.execute(_history_query(per_address=address is not None), {
+        "start": start, "end": end, "address": address,
+        "start_epoch": int(start.timestamp()), "bucket_seconds": bucket_seconds}).all()
     totals = [0.0] * count
     for index, difficulty in rows:
         totals[int(index)] += float(difficulty)
     scale = hashes_per_difficulty(algorithm) / bucket_seconds
     return [(start + timedelta(seconds=i * bucket_seconds), total * scale)
             for i, total in enumerate(totals)]
+
+
+@functools.cache
+def _history_query(*, per_address: bool) -> Select[Any]:
+    """hashrate_history's statement, built once (see the note above WorkerStats)."""
+    if per_address:
+        table: Table = stats_minute
+        where = [table.c.address == bindparam("address"),
+                 table.c.minute >= bindparam("start"), table.c.minute < bindparam("end")]
+    else:  # the pool's own per-minute sums: one row a minute
+        table = stats_pool_minute
+        where = [table.c.minute >= bindparam("start"), table.c.minute < bindparam("end")]
+    bucket = _bucket(table.c.minute).label("bucket")
+    return (select(bucket, func.sum(table.c.accepted_difficulty)).where(*where)
+            .group_by(bucket))
 
 
 async def workers(source: Source, address: str, window_seconds: float, *, algorithm: str,
@@ -702,35 +718,45 @@ def _by_reason(rows: Any) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def _rolled_rows(start: datetime, tail: datetime, end: datetime, *,
-                 address: str | None = None
-                 ) -> tuple[Any, tuple[datetime, datetime] | None]:
-    """The rolled-up rows of [start, end), every miner's or one ``address``'s, as a
-    subquery (time, address, worker, difficulty, accepted, rejected): the whole hours
-    between ``start`` and ``tail`` from stats_hour (one row per hour, miner and worker,
-    time = the hour), the minutes around them from stats_minute. A window starting at or
-    after ``tail`` thus sees only minutes. Also return the hours [first, last) read from
-    stats_hour, None if none (under two hours between ``start`` and ``tail``, where
-    minutes are as cheap)."""
+def _rolled_rows(start: datetime, tail: datetime, end: datetime, *, per_address: bool
+                 ) -> tuple[Subquery, dict[str, datetime], tuple[datetime, datetime] | None]:
+    """The rolled-up rows of [start, end), every miner's or one ``:address``'s, as a
+    subquery (time, address, worker, difficulty, accepted, rejected) and the values of
+    its parameters: the whole hours between ``start`` and ``tail`` from stats_hour (one
+    row per hour, miner and worker, time = the hour), the minutes around them from
+    stats_minute. A window starting at or after ``tail`` thus sees only minutes. Also
+    return the hours [first, last) read from stats_hour, None if none (under two hours
+    between ``start`` and ``tail``, where minutes are as cheap)."""
     first, last = hour_of(start), hour_of(tail)
     if first < start:
         first += timedelta(hours=1)
+    if last - first < timedelta(hours=2):
+        return (_rolled_subquery(hours=False, per_address=per_address),
+                {"start": start, "end": end}, None)
+    return (_rolled_subquery(hours=True, per_address=per_address),
+            {"start": start, "first": first, "last": last, "end": end}, (first, last))
 
-    def rows(table: Table, time: Any, low: datetime, high: datetime) -> Select[Any]:
+
+@functools.cache
+def _rolled_subquery(*, hours: bool, per_address: bool) -> Subquery:
+    """_rolled_rows's subquery, built once (see the note above WorkerStats): minutes [:start,
+    :end), or hours [:first, :last) and the minutes [:start, :first) and [:last, :end)."""
+
+    def rows(table: Table, time: Any, low: str, high: str) -> Select[Any]:
         query = (select(time.label("time"), table.c.address, table.c.worker,
                         table.c.accepted_difficulty.label("difficulty"),
                         table.c.accepted, table.c.rejected)
-                 .where(time >= low, time < high))
-        return query if address is None else query.where(table.c.address == address)
+                 .where(time >= bindparam(low), time < bindparam(high)))
+        return query.where(table.c.address == bindparam("address")) if per_address \
+            else query
 
-    def minutes(low: datetime, high: datetime) -> Select[Any]:
+    def minutes(low: str, high: str) -> Select[Any]:
         return rows(stats_minute, stats_minute.c.minute, low, high)
 
-    if last - first < timedelta(hours=2):
-        return minutes(start, end).subquery(), None
-    return (union_all(rows(stats_hour, stats_hour.c.hour, first, last),
-                      minutes(start, first), minutes(last, end)).subquery(),
-            (first, last))
+    if not hours:
+        return minutes("start", "end").subquery()
+    return union_all(rows(stats_hour, stats_hour.c.hour, "first", "last"),
+                     minutes("start", "first"), minutes("last", "end")).subquery()
 
 
 @dataclass(frozen=True, slots=True)
@@ -778,11 +804,15 @@ def miner_rejects(connection: Connection, address: str, window_seconds: int, *,
     stats_miner_rejects (its index on address and minute)."""
     start, end = _window(window_seconds, now)
     return _by_reason(connection.execute(
-        select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
-        .where(stats_miner_rejects.c.address == address,
-               stats_miner_rejects.c.minute >= start,
-               stats_miner_rejects.c.minute < end)
-        .group_by(stats_miner_rejects.c.reject_code)).all())
+        _MINER_REJECTS, {"address": address, "start": start, "end": end}).all())
+
+
+_MINER_REJECTS = (
+    select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
+    .where(stats_miner_rejects.c.address == bindparam("address"),
+           stats_miner_rejects.c.minute >= bindparam("start"),
+           stats_miner_rejects.c.minute < bindparam("end"))
+    .group_by(stats_miner_rejects.c.reject_code))
 
 
 @dataclass(frozen=True, slots=True)
@@ -805,13 +835,13 @@ def miner_ranking(connection: Connection, window_seconds: int, *,
     two ends from stats_minute (_rolled_rows): over a day that is 23 hours of rows per
     worker and 60 minutes, instead of 1,440 minutes."""
     start, end = _window(window_seconds, now)
-    parts, _ = _rolled_rows(start, end, end)
+    parts, values, _ = _rolled_rows(start, end, end, per_address=False)
     query = (select(parts.c.address, func.sum(parts.c.difficulty),
                     func.count(parts.c.worker.distinct()), func.sum(parts.c.accepted),
                     func.sum(parts.c.rejected))
              .group_by(parts.c.address))
     found = [MinerTotals(address, float(d), int(w), int(a), int(r))
-             for address, d, w, a, r in connection.execute(query)]
+             for address, d, w, a, r in connection.execute(query, values)]
     found.sort(key=lambda miner: (-miner.difficulty, miner.address))
     return found
 
@@ -859,15 +889,12 @@ def worker_totals(connection: Connection, address: str, *, windows: tuple[int, .
     start, end = min(bounds.values())
     tail = min((b[0] for b in bounds.values() if b[0] > start), default=end)
     until = now or datetime.now(UTC)
-    parts, hours = _rolled_rows(start, tail, end, address=address)
+    _, values, hours = _rolled_rows(start, tail, end, per_address=True)
     fold = _fold(connection)
     rolled = connection.execute(
-        select(parts.c.worker,
-               *(func.sum(case((parts.c.time >= bounds[w][0], parts.c.difficulty),
-                               else_=0.0)) for w in windows),
-               func.sum(parts.c.accepted), func.sum(parts.c.rejected),
-               func.max(parts.c.time))
-        .group_by(parts.c.worker)).all()
+        _worker_totals_query(len(windows), hours=hours is not None),
+        {**values, "address": address,
+         **{f"window{i}": bounds[w][0] for i, w in enumerate(windows)}}).all()
     # Workers whose newest row is an hour (none of their shares since): their newest
     # minute, from the oldest such hour on.
     newest_minute: dict[str, datetime] = {}
@@ -877,17 +904,11 @@ def worker_totals(connection: Connection, address: str, *, windows: tuple[int, .
                       if first <= as_utc(row[-1]) < last), default=None)
         if oldest is not None:
             newest_minute = {fold(worker): as_utc(minute) for worker, minute in (
-                connection.execute(
-                    select(stats_minute.c.worker, func.max(stats_minute.c.minute))
-                    .where(stats_minute.c.address == address,
-                           stats_minute.c.minute >= oldest, stats_minute.c.minute < last)
-                    .group_by(stats_minute.c.worker)))}
-    latest = connection.execute(
-        select(shares.c.worker, func.max(shares.c.time))
-        .where(shares.c.address == address,
-               shares.c.time >= max(start, until - timedelta(seconds=exact_seconds)),
-               shares.c.time <= until)
-        .group_by(shares.c.worker)).all()
+                connection.execute(_NEWEST_MINUTES, {"address": address, "start": oldest,
+                                                     "end": last}))}
+    latest = connection.execute(_LATEST_SHARES, {
+        "address": address, "start": max(start, until - timedelta(seconds=exact_seconds)),
+        "end": until}).all()
     last_share = {fold(worker): as_utc(time) for worker, time in latest}
     found: dict[str, WorkerTotals] = {}
     for worker, *sums, accepted, rejected, newest in rolled:
@@ -900,6 +921,34 @@ def worker_totals(connection: Connection, address: str, *, windows: tuple[int, .
             found[fold(worker)] = WorkerTotals(worker, dict.fromkeys(windows, 0.0), 0, 0,
                                                as_utc(time))
     return sorted(found.values(), key=lambda totals: totals.worker)
+
+
+@functools.cache
+def _worker_totals_query(windows: int, *, hours: bool) -> Select[Any]:
+    """worker_totals's statement over ``windows`` windows starting at :window0, ...,
+    built once (see the note above WorkerStats)."""
+    parts = _rolled_subquery(hours=hours, per_address=True)
+    return (select(parts.c.worker,
+                   *(func.sum(case((parts.c.time >= bindparam(f"window{i}"),
+                                    parts.c.difficulty), else_=0.0))
+                     for i in range(windows)),
+                   func.sum(parts.c.accepted), func.sum(parts.c.rejected),
+                   func.max(parts.c.time))
+            .group_by(parts.c.worker))
+
+
+_NEWEST_MINUTES = (
+    select(stats_minute.c.worker, func.max(stats_minute.c.minute))
+    .where(stats_minute.c.address == bindparam("address"),
+           stats_minute.c.minute >= bindparam("start"),
+           stats_minute.c.minute < bindparam("end"))
+    .group_by(stats_minute.c.worker))
+# A worker's newest share in [:start, :end] (end included: a share at ``now``).
+_LATEST_SHARES = (
+    select(shares.c.worker, func.max(shares.c.time))
+    .where(shares.c.address == bindparam("address"), shares.c.time >= bindparam("start"),
+           shares.c.time <= bindparam("end"))
+    .group_by(shares.c.worker))
 
 
 def network_difficulty_in_shares(network_difficulty: float, algorithm: str) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -108,7 +108,7 @@ def worker_json(row: WorkerRow, decimals: int = 0) -> dict[str, Any]:
             "online": row.online}
 
 
-def series_json(points: tuple[HashratePoint, ...]) -> list[dict[str, Any]]:
+def series_json(points: Sequence[HashratePoint]) -> list[dict[str, Any]]:
     return [{"time": _time(p.time), "hashrate": _finite(p.hashrate) or 0.0} for p in points]
 
 

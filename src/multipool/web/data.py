@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -104,6 +104,48 @@ class HashratePoint:
 
     time: datetime
     hashrate: float
+
+
+class HashrateSeries(Sequence[HashratePoint]):
+    """Hashrate per bucket, oldest first: point ``i`` is the bucket starting ``i``
+    buckets after ``start``. Kept as a tuple of floats, made points when read: a cached
+    day of a miner (144 buckets) is then two objects for the garbage collector to scan
+    instead of 145, and a web process caches a thousand of them."""
+
+    __slots__ = ("bucket", "rates", "start")
+
+    def __init__(self, start: datetime, bucket_seconds: int, rates: Sequence[float]):
+        self.start, self.bucket = start, timedelta(seconds=bucket_seconds)
+        self.rates = tuple(rates)
+
+    @classmethod
+    def of(cls, points: Sequence[tuple[datetime, float]], bucket_seconds: int
+           ) -> HashrateSeries:
+        """From ``(bucket start, H/s)`` pairs, one per bucket with no gap."""
+        start = points[0][0] if points else datetime.fromtimestamp(0, UTC)
+        return cls(start, bucket_seconds, [rate for _, rate in points])
+
+    def __len__(self) -> int:
+        return len(self.rates)
+
+    @overload
+    def __getitem__(self, index: int) -> HashratePoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[HashratePoint, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> HashratePoint | tuple[HashratePoint, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self.rates))))
+        if index < 0:
+            index += len(self.rates)
+        if not 0 <= index < len(self.rates):
+            raise IndexError("hashrate series index out of range")
+        return HashratePoint(self.start + index * self.bucket, self.rates[index])
+
+    def __iter__(self) -> Iterator[HashratePoint]:
+        for index, rate in enumerate(self.rates):
+            yield HashratePoint(self.start + index * self.bucket, rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,20 +289,20 @@ class PoolReader:
             round_effort=effort, accepted_24h=totals.accepted, rejects_24h=rejects)
 
     async def hashrate_series(self, address: str | None = None, *, hours: int = 24,
-                              bucket_minutes: int = 10) -> tuple[HashratePoint, ...]:
+                              bucket_minutes: int = 10) -> HashrateSeries:
         """The pool's (or one miner's) hashrate per bucket over the last ``hours``,
         oldest first, every bucket present (0.0 where no share came)."""
         if hours <= 0 or bucket_minutes <= 0:
             raise ValueError("hours and bucket_minutes must be positive")
         hours, bucket_minutes = min(hours, MAX_HOURS), min(bucket_minutes, hours * 60)
 
-        async def compute() -> tuple[HashratePoint, ...]:
+        async def compute() -> HashrateSeries:
             now = self.clock()
             points = await self.database.run(
                 hashrate_history, algorithm=self.algorithm,
                 since=minute_of(now) - timedelta(hours=hours), now=now,
                 bucket_seconds=bucket_minutes * 60, address=address)
-            return tuple(HashratePoint(time, rate) for time, rate in points)
+            return HashrateSeries.of(points, bucket_minutes * 60)
 
         return await self.cache.get(("series", address, hours, bucket_minutes), compute)
 

@@ -15,6 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from multipool.errors import ConfigError
+from multipool.heap import freeze_start_up
 
 logger = logging.getLogger("multipool.web")
 
@@ -97,7 +98,8 @@ class WebServer(uvicorn.Server):
       process at once and lets it exit 0: uvicorn itself raises the signal again after
       its graceful stop, which would end the process by the signal after all (status
       143), and systemd would call that a failure;
-    - one line is logged when it listens (uvicorn's own start-up chatter is left out).
+    - one line is logged when it listens (uvicorn's own start-up chatter is left out);
+    - what start-up built is then left out of garbage collection (multipool.heap).
     """
 
     def __init__(self, config: uvicorn.Config, *, banner: str = ""):
@@ -111,7 +113,9 @@ class WebServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
+            frozen = freeze_start_up()
             logger.info("listening on %s%s", describe(sockets or []), self.banner)
+            logger.debug("%d objects of start-up left out of garbage collection", frozen)
 
 
 async def serve_all(servers: Sequence[tuple[WebServer, list[socket.socket]]]) -> None:
