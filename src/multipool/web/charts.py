@@ -70,7 +70,8 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
     the page, return an ``<svg>`` element: the line, its area, a labelled y axis and a
     UTC time axis. An empty or all-zero series says so in the picture."""
     ident = escape(chart_id)
-    peak = max((p.hashrate for p in points), default=0.0)
+    rates = [p.hashrate for p in points]
+    peak = max(rates, default=0.0)
     top = nice_ceiling(peak)
     unit, size = axis_unit(top)
     labels = [_number(top * i / Y_TICKS / size) for i in range(Y_TICKS + 1)]
@@ -95,7 +96,7 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
     parts = [f'<svg class="chart" id="{ident}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
              f'aria-labelledby="{ident}-title {ident}-desc" '
              f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">']
-    average = sum(p.hashrate for p in points) / len(points) if points else 0.0
+    average = sum(rates) / len(rates) if rates else 0.0
     parts.append(f'<title id="{ident}-title">{escape(title)}</title>')
     parts.append(f'<desc id="{ident}-desc">Average {escape(format_hashrate(average))}, '
                  f'peak {escape(format_hashrate(peak))}, in buckets of '
@@ -131,9 +132,11 @@ def hashrate_chart(points: Sequence[HashratePoint], *, title: str, chart_id: str
                          f'{label}</text>')
         tick += step
     if points:
-        # Each bucket's value is drawn at the middle of its bucket.
-        coords = [(x_of(p.time.timestamp() + bucket_seconds / 2), y_of(p.hashrate))
-                  for p in points]
+        # Each bucket's value is drawn at the middle of its bucket (one after another
+        # from the first).
+        middle = start + bucket_seconds / 2
+        coords = [(x_of(middle + i * bucket_seconds), y_of(rate))
+                  for i, rate in enumerate(rates)]
         line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         base = TOP + plot_h
         area = (f"M{coords[0][0]:.1f},{base} L" + " L".join(f"{x:.1f},{y:.1f}"
