@@ -186,9 +186,9 @@ def _bucket(column: Any) -> ColumnElement[Any]:
     """The bucket of ``:bucket_seconds`` from ``:start_epoch`` (seconds since 1970) that
     a time column falls in (0, 1, ...), computed by the database: the rows it returns
     are buckets."""
-    size = bindparam("bucket_seconds", type_=Integer)
-    offset = epoch_seconds(column) - bindparam("start_epoch", type_=Integer)
-    return (offset - offset % size) / size
+    # Integer division, the time converted once a row (rows are never before the start).
+    return ((epoch_seconds(column) - bindparam("start_epoch", type_=Integer))
+            // bindparam("bucket_seconds", type_=Integer))
 
 
 # -- rolling up ---------------------------------------------------------------------------
