@@ -339,6 +339,21 @@ async def test_hashrate_series_has_every_bucket(filled):
         rate(facts["shares"], 86400) * 144)
 
 
+async def test_a_miner_page_in_one_call_is_its_three_reads(filled):
+    reader, facts = filled
+    page = await reader.miner_page("addrA", hours=3, bucket_minutes=20, per_page=2)
+    # Each of the three reads is checked against the shares and payments above.
+    assert page.figures == await reader.miner("addrA")
+    assert [(p.time, p.hashrate) for p in page.series] == [
+        (p.time, p.hashrate) for p in await reader.hashrate_series(
+            "addrA", hours=3, bucket_minutes=20)]
+    assert len(page.series) == 9 and page.figures.has_history
+    assert page.payments == await reader.miner_payments("addrA", 1, 2)
+    assert page.payments.total == 5 and len(page.payments.items) == 2
+    with pytest.raises(ValueError, match="positive"):
+        await reader.miner_page("addrA", hours=0)
+
+
 async def test_many_clients_on_one_page_cost_one_query(engine: AsyncEngine,
                                                        database_url: str):
     await fill(engine)

@@ -325,3 +325,26 @@ def assert_security_headers(headers: Message, *, own: bool = False) -> None:
                                    "base-uri 'self'; form-action 'self'"}
     for name, value in wanted.items():
         assert headers.get_all(name) == [value], (name, headers.get_all(name))
+
+
+def check_forwarding(port: int, upstream: Upstream) -> Message:
+    """Through the proxy listening on ``port`` (server name pool.example): the front page
+    is the app's, with the security headers; where the app sets its own, each comes
+    once, the app's value. The app learns the host, the client's address (as
+    X-Forwarded-For and X-Real-IP) and the scheme, and a client's own X-Forwarded-For or
+    X-Real-IP never reaches it. Return the front page's headers."""
+    status, front, body = fetch(port, "/")
+    assert (status, body) == (200, INDEX)
+    assert_security_headers(front)
+    status, headers, _ = fetch(port, "/own-headers")
+    assert status == 200
+    assert_security_headers(headers, own=True)
+    seen = upstream.seen[-1]
+    assert seen["Host"] == "pool.example"
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Real-IP"] == "127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    fetch(port, "/", headers={"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "1.2.3.4"})
+    assert upstream.seen[-1]["X-Forwarded-For"] == "127.0.0.1"
+    assert upstream.seen[-1]["X-Real-IP"] == "127.0.0.1"
+    return front

@@ -35,6 +35,7 @@ from tests.ops.proxies import (
     Upstream,
     assert_security_headers,
     certbot_apache_edit,
+    check_forwarding,
     check_web_process_behind,
     fetch,
     fetch_when_up,
@@ -253,21 +254,7 @@ def test_real_apache_proxies_with_headers_cache_compression(
     install(throwaway, upstream.address, routing="subdomain")
     port = throwaway.ports[0]
     throwaway.start()
-    status, headers, body = fetch(port, "/")
-    assert (status, body) == (200, INDEX)
-    assert_security_headers(headers)
-    # The app's own headers win: each once, the app's value.
-    status, headers, _ = fetch(port, "/own-headers")
-    assert status == 200
-    assert_security_headers(headers, own=True)
-    seen = upstream.seen[-1]
-    assert seen["Host"] == "pool.example"
-    assert seen["X-Forwarded-For"] == "127.0.0.1"
-    assert seen["X-Real-IP"] == "127.0.0.1"
-    assert seen["X-Forwarded-Proto"] == "http"
-    # A client's own X-Forwarded-For is replaced, not appended to.
-    fetch(port, "/", headers={"X-Forwarded-For": "203.0.113.9"})
-    assert upstream.seen[-1]["X-Forwarded-For"] == "127.0.0.1"
+    check_forwarding(port, upstream)
 
     status, headers, body = fetch(port, "/static/x.css")
     assert (status, body) == (200, CSS)

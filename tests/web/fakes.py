@@ -17,6 +17,7 @@ from multipool.web.data import (
     BlockRow,
     HashratePoint,
     MinerFigures,
+    MinerPage,
     MinerPayment,
     MinerRow,
     Paged,
@@ -117,6 +118,13 @@ class FakeReader(PoolReader):
                              per_page: int = 20) -> Paged[MinerPayment]:
         self._check("miner_payments", address, page, per_page)
         return page_of(self.miner_payments_list.get(address, []), page, per_page)
+
+    async def miner_page(self, address: str, *, hours: int = 24, bucket_minutes: int = 10,
+                         per_page: int = 20) -> MinerPage:
+        return MinerPage(await self.miner(address),
+                         await self.hashrate_series(address, hours=hours,
+                                                    bucket_minutes=bucket_minutes),
+                         await self.miner_payments(address, 1, per_page))
 
     async def workers(self, address: str) -> tuple[WorkerRow, ...]:
         self._check("workers", address)

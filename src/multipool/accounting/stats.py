@@ -807,12 +807,18 @@ def miner_rejects(connection: Connection, address: str, window_seconds: int, *,
         _MINER_REJECTS, {"address": address, "start": start, "end": end}).all())
 
 
-_MINER_REJECTS = (
-    select(stats_miner_rejects.c.reject_code, func.sum(stats_miner_rejects.c.count))
-    .where(stats_miner_rejects.c.address == bindparam("address"),
-           stats_miner_rejects.c.minute >= bindparam("start"),
-           stats_miner_rejects.c.minute < bindparam("end"))
-    .group_by(stats_miner_rejects.c.reject_code))
+def _per_minute_of_miner(table: Table, key: Any, total: Any) -> Select[Any]:
+    """``key`` and ``total`` (an aggregate) of one miner's rows of a per-minute table,
+    grouped by ``key``: address :address, minutes [:start, :end)."""
+    return (select(key, total)
+            .where(table.c.address == bindparam("address"),
+                   table.c.minute >= bindparam("start"), table.c.minute < bindparam("end"))
+            .group_by(key))
+
+
+_MINER_REJECTS = _per_minute_of_miner(stats_miner_rejects,
+                                      stats_miner_rejects.c.reject_code,
+                                      func.sum(stats_miner_rejects.c.count))
 
 
 @dataclass(frozen=True, slots=True)
@@ -937,12 +943,8 @@ def _worker_totals_query(windows: int, *, hours: bool) -> Select[Any]:
             .group_by(parts.c.worker))
 
 
-_NEWEST_MINUTES = (
-    select(stats_minute.c.worker, func.max(stats_minute.c.minute))
-    .where(stats_minute.c.address == bindparam("address"),
-           stats_minute.c.minute >= bindparam("start"),
-           stats_minute.c.minute < bindparam("end"))
-    .group_by(stats_minute.c.worker))
+_NEWEST_MINUTES = _per_minute_of_miner(stats_minute, stats_minute.c.worker,
+                                       func.max(stats_minute.c.minute))
 # A worker's newest share in [:start, :end] (end included: a share at ``now``).
 _LATEST_SHARES = (
     select(shares.c.worker, func.max(shares.c.time))

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
 
@@ -236,6 +235,15 @@ class MinerFigures:
     round_difficulty: float  # this miner's accepted difficulty in the current round
 
 
+@dataclass(frozen=True, slots=True)
+class MinerPage:
+    """What a miner's page shows, read in one call to the database."""
+
+    figures: MinerFigures
+    series: Sequence[HashratePoint]  # its hashrate chart (a HashrateSeries)
+    payments: Paged[MinerPayment]  # the first page of what it was paid
+
+
 class PoolReader:
     """One pool's database, read-only, with a short cache per query and arguments.
 
@@ -292,19 +300,20 @@ class PoolReader:
                               bucket_minutes: int = 10) -> HashrateSeries:
         """The pool's (or one miner's) hashrate per bucket over the last ``hours``,
         oldest first, every bucket present (0.0 where no share came)."""
-        if hours <= 0 or bucket_minutes <= 0:
-            raise ValueError("hours and bucket_minutes must be positive")
-        hours, bucket_minutes = min(hours, MAX_HOURS), min(bucket_minutes, hours * 60)
+        hours, bucket_minutes = _series_span(hours, bucket_minutes)
 
         async def compute() -> HashrateSeries:
-            now = self.clock()
-            points = await self.database.run(
-                hashrate_history, algorithm=self.algorithm,
-                since=minute_of(now) - timedelta(hours=hours), now=now,
-                bucket_seconds=bucket_minutes * 60, address=address)
-            return HashrateSeries.of(points, bucket_minutes * 60)
+            return await self.database.run(self._read_series, address, hours,
+                                           bucket_minutes, self.clock())
 
         return await self.cache.get(("series", address, hours, bucket_minutes), compute)
+
+    def _read_series(self, connection: Connection, address: str | None, hours: int,
+                     bucket_minutes: int, now: datetime) -> HashrateSeries:
+        points = hashrate_history(connection, algorithm=self.algorithm,
+                                  since=minute_of(now) - timedelta(hours=hours), now=now,
+                                  bucket_seconds=bucket_minutes * 60, address=address)
+        return HashrateSeries.of(points, bucket_minutes * 60)
 
     async def blocks(self, page: int = 1, per_page: int = 20) -> Paged[BlockRow]:
         """Newest first; candidates (not yet submitted) left out."""
@@ -361,19 +370,48 @@ class PoolReader:
     # -- one miner --------------------------------------------------------------------
 
     async def miner(self, address: str) -> MinerFigures:
-        return await self.cache.get(("miner", address), partial(self._miner, address))
+        async def compute() -> MinerFigures:
+            now = self.clock()
+            rows = await self.database.run(self._read_miner, address, now)
+            return self._miner_figures(address, rows, now, await self._round_tally())
 
-    async def _miner(self, address: str) -> MinerFigures:
-        now = self.clock()
+        return await self.cache.get(("miner", address), compute)
 
-        def read(connection: Connection) -> tuple[Any, ...]:
-            return (has_history(connection, address), miner_money(connection, address),
-                    worker_totals(connection, address, windows=WINDOWS,
-                                  exact_seconds=self._exact_seconds, now=now),
-                    miner_rejects(connection, address, DAY, now=now))
+    async def miner_page(self, address: str, *, hours: int = 24, bucket_minutes: int = 10,
+                         per_page: int = 20) -> MinerPage:
+        """A miner's figures (as :meth:`miner`), its hashrate chart (as
+        :meth:`hashrate_series`) and the first page of its payments (as
+        :meth:`miner_payments`), read in one call to the database: a page's dozen
+        statements one after another in one thread, not three calls contending."""
+        hours, bucket_minutes = _series_span(hours, bucket_minutes)
+        _, per_page = _clamp(1, per_page)
 
-        seen, money, workers, rejects = await self.database.run(read)
-        tally = await self._round_tally()
+        async def compute() -> MinerPage:
+            now = self.clock()
+
+            def read(connection: Connection) -> tuple[Any, ...]:
+                return (self._read_miner(connection, address, now),
+                        self._read_series(connection, address, hours, bucket_minutes, now),
+                        self._read_payments(connection, address, 1, per_page))
+
+            rows, series, payments = await self.database.run(read)
+            return MinerPage(self._miner_figures(address, rows, now,
+                                                 await self._round_tally()),
+                             series, payments)
+
+        return await self.cache.get(("miner_page", address, hours, bucket_minutes,
+                                     per_page), compute)
+
+    def _read_miner(self, connection: Connection, address: str,
+                    now: datetime) -> tuple[Any, ...]:
+        return (has_history(connection, address), miner_money(connection, address),
+                worker_totals(connection, address, windows=WINDOWS,
+                              exact_seconds=self._exact_seconds, now=now),
+                miner_rejects(connection, address, DAY, now=now))
+
+    def _miner_figures(self, address: str, rows: tuple[Any, ...], now: datetime,
+                       tally: RoundTally) -> MinerFigures:
+        seen, money, workers, rejects = rows
         mine, pool = tally.of(address), tally.total
         # The miner's figures are its workers' summed (one read of its rows for both).
         difficulty = {window: sum(w.difficulty[window] for w in workers)
@@ -392,13 +430,18 @@ class PoolReader:
         page, per_page = _clamp(page, per_page)
 
         async def compute() -> Paged[MinerPayment]:
-            entries, total = await self.database.run(
-                miner_payment_page, address, limit=per_page, offset=(page - 1) * per_page)
-            return Paged(tuple(MinerPayment(batch_id=e.batch_id, time=e.created,
-                                            txid=e.txid, status=e.status, amount=e.amount)
-                               for e in entries), page, per_page, total)
+            return await self.database.run(self._read_payments, address, page, per_page)
 
         return await self.cache.get(("miner_payments", address, page, per_page), compute)
+
+    @staticmethod
+    def _read_payments(connection: Connection, address: str, page: int,
+                       per_page: int) -> Paged[MinerPayment]:
+        entries, total = miner_payment_page(connection, address, limit=per_page,
+                                            offset=(page - 1) * per_page)
+        return Paged(tuple(MinerPayment(batch_id=e.batch_id, time=e.created,
+                                        txid=e.txid, status=e.status, amount=e.amount)
+                           for e in entries), page, per_page, total)
 
     async def workers(self, address: str) -> tuple[WorkerRow, ...]:
         """The miner's workers seen in the last 24 h, by name (those of :meth:`miner`,
@@ -445,6 +488,14 @@ class PoolReader:
                          / RECENT,
                          accepted=totals.accepted, rejected=totals.rejected,
                          last_share=totals.last_share, online=online)
+
+
+def _series_span(hours: int, bucket_minutes: int) -> tuple[int, int]:
+    """A chart's hours and bucket minutes, checked and bounded (MAX_HOURS; a bucket no
+    longer than the chart)."""
+    if hours <= 0 or bucket_minutes <= 0:
+        raise ValueError("hours and bucket_minutes must be positive")
+    return min(hours, MAX_HOURS), min(bucket_minutes, hours * 60)
 
 
 def _clamp(page: int, per_page: int) -> tuple[int, int]:

@@ -252,18 +252,16 @@ class Pages:
         if pool.reader is not None:
             reader = pool.reader
             try:
-                figures, series, payments = await asyncio.gather(
-                    reader.miner(miner),
-                    reader.hashrate_series(miner, hours=SERIES_HOURS,
-                                           bucket_minutes=SERIES_BUCKET_MINUTES),
-                    reader.miner_payments(miner, 1, MINER_PAYMENTS))
+                found = await reader.miner_page(miner, hours=SERIES_HOURS,
+                                                bucket_minutes=SERIES_BUCKET_MINUTES,
+                                                per_page=MINER_PAYMENTS)
             except STATS_ERRORS:
                 pass
             else:
                 context["stats"] = {
-                    "figures": figures, "payments": payments,
+                    "figures": found.figures, "payments": found.payments,
                     "chart": hashrate_chart(
-                        series, title=f"Hashrate of {miner}, last {SERIES_HOURS} h",
+                        found.series, title=f"Hashrate of {miner}, last {SERIES_HOURS} h",
                         chart_id="miner-hashrate", bucket_seconds=SERIES_BUCKET_MINUTES * 60)}
         return self.render(request, "miner.html", pool=pool, view=pool.view, address=miner,
                            search=pool.prefix, windows=WINDOWS, chart_hours=SERIES_HOURS,
