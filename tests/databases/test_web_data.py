@@ -340,7 +340,7 @@ async def test_hashrate_series_has_every_bucket(filled):
 
 
 async def test_a_miner_page_in_one_call_is_its_three_reads(filled):
-    reader, facts = filled
+    reader, _ = filled
     page = await reader.miner_page("addrA", hours=3, bucket_minutes=20, per_page=2)
     # Each of the three reads is checked against the shares and payments above.
     assert page.figures == await reader.miner("addrA")
