@@ -15,6 +15,7 @@ from multipool.cli.common import (
     DryRunOption,
     JsonOption,
     RootOption,
+    changing,
     console,
     reported_errors,
 )
@@ -77,29 +78,31 @@ def add(
             raise ConfigError(f"must be main, test or regtest, got {network!r}",
                               key="--network")
         layout = open_layout(root.resolve())
-        definition: CoinDefinition | None
-        if coin in layout.prefixes() and prefix in (None, coin):
-            definition, chosen = None, coin  # `coin add PREFIX`: apply coin.toml again
-        else:
-            definition = load_definition(coin)
-            chosen = prefix or definition.prefix
-        check_prefix(chosen)
-        server = load_server_config(layout.config_file)
-        request = CoinRequest(definition=definition, prefix=chosen, network=network,
-                              address=address, stratum_port=stratum_port,
-                              database_admin=server.database)
-        existed = layout.coin_file(chosen).exists()
-        config, plan = coin_add_changes(layout, request)
-        plan += unit_changes(layout, config, unit_dir)
-        # Last, once every file is in place: what runs an older configuration restarts.
-        plan += restart_changes(layout, coin_services(layout, config))
-        apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
-                      title=f"coin add {chosen}")
-        if existed and definition is not None and not json_out:
-            console.print(f"note: {chosen} was added before: its {layout.coin_file(chosen)} "
-                          f"was applied; the definition {coin!r} only shapes a new coin "
-                          "(edit coin.toml to change this one)", highlight=False,
-                          soft_wrap=True)
+        with changing(layout.root, f"multipool coin add {coin}", dry_run=dry_run):
+            definition: CoinDefinition | None
+            if coin in layout.prefixes() and prefix in (None, coin):
+                definition, chosen = None, coin  # `coin add PREFIX`: apply coin.toml again
+            else:
+                definition = load_definition(coin)
+                chosen = prefix or definition.prefix
+            check_prefix(chosen)
+            server = load_server_config(layout.config_file)
+            request = CoinRequest(definition=definition, prefix=chosen, network=network,
+                                  address=address, stratum_port=stratum_port,
+                                  database_admin=server.database)
+            existed = layout.coin_file(chosen).exists()
+            config, plan = coin_add_changes(layout, request)
+            plan += unit_changes(layout, config, unit_dir)
+            # Last, once every file is in place: what runs an older configuration
+            # restarts.
+            plan += restart_changes(layout, coin_services(layout, config))
+            apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
+                          title=f"coin add {chosen}")
+            if existed and definition is not None and not json_out:
+                console.print(f"note: {chosen} was added before: its "
+                              f"{layout.coin_file(chosen)} was applied; the definition "
+                              f"{coin!r} only shapes a new coin (edit coin.toml to change "
+                              "this one)", highlight=False, soft_wrap=True)
 
 
 @app.command("remove")
@@ -116,21 +119,23 @@ def remove(
     """Stop and remove a coin, keeping its wallet and pool database unless told."""
     with reported_errors():
         layout = open_layout(root.resolve())
-        plan: list[Change] = []
-        names: list[str] = []
-        if layout.coin_file(prefix).exists():
-            config = load_coin_config(layout.coin_file(prefix))
-            names = [spec.name for spec in coin_services(layout, config)]
-        if layout.system:
-            plan += systemd.remove_units(names, unit_dir)
-        # A `multipool run` of this server stops the coin's services once its coin.toml
-        # is gone, and before its wallet is deleted.
-        plan += coin_remove_changes(layout, prefix, delete_wallet=delete_wallet,
-                                    then=supervisor_changes(layout, [], removed=names))
-        apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
-                      title=f"coin remove {prefix}")
-        if not delete_wallet and not json_out:
-            console.print(f"kept {layout.wallet_dir(prefix)} and {layout.pool_dir(prefix)}")
+        with changing(layout.root, f"multipool coin remove {prefix}", dry_run=dry_run):
+            plan: list[Change] = []
+            names: list[str] = []
+            if layout.coin_file(prefix).exists():
+                config = load_coin_config(layout.coin_file(prefix))
+                names = [spec.name for spec in coin_services(layout, config)]
+            if layout.system:
+                plan += systemd.remove_units(names, unit_dir)
+            # A `multipool run` of this server stops the coin's services once its coin.toml
+            # is gone, and before its wallet is deleted.
+            plan += coin_remove_changes(layout, prefix, delete_wallet=delete_wallet,
+                                        then=supervisor_changes(layout, [], removed=names))
+            apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
+                          title=f"coin remove {prefix}")
+            if not delete_wallet and not json_out:
+                console.print(f"kept {layout.wallet_dir(prefix)} and "
+                              f"{layout.pool_dir(prefix)}")
 
 
 @app.command("list")

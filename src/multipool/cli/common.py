@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from multipool.errors import PoolError
 from multipool.ops.server import DEFAULT_ROOT
+from multipool.ops.treelock import tree_lock
 
 console = Console(stderr=True)
 
@@ -38,3 +39,14 @@ def reported_errors() -> Iterator[None]:
     except (PoolError, OSError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def changing(root: Path, command: str, *, dry_run: bool
+             ) -> contextlib.AbstractContextManager[None]:
+    """The tree's change lock (ops/treelock.py) for ``command``, held from before it reads
+    the tree until its last change; the operator is told when it waits for another
+    command. A dry run changes nothing and takes none."""
+    if dry_run:
+        return contextlib.nullcontext()
+    return tree_lock(root, command, on_wait=lambda line: console.print(
+        line, highlight=False, soft_wrap=True))

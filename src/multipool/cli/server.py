@@ -23,6 +23,7 @@ from multipool.cli.common import (
     DryRunOption,
     JsonOption,
     RootOption,
+    changing,
     console,
     reported_errors,
 )
@@ -63,13 +64,14 @@ def init(
         if mode not in ("system", "local"):
             raise ConfigError(f"must be system or local, got {mode!r}", key="--mode")
         layout = Layout(root.resolve(), mode)
-        plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir,
-                            apache_dir=apache_dir)
-        if layout.config_file.exists():  # the web process, if [web] settings changed
-            server = load_server_config(layout.config_file)
-            plan += restart_changes(layout, [web_service(layout, server)])
-        apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
-                      title=f"init {layout.root} ({mode})")
+        with changing(layout.root, f"multipool init --mode {mode}", dry_run=dry_run):
+            plan = init_changes(layout, unit_dir=unit_dir, nginx_dir=nginx_dir,
+                                apache_dir=apache_dir)
+            if layout.config_file.exists():  # the web process, if [web] settings changed
+                server = load_server_config(layout.config_file)
+                plan += restart_changes(layout, [web_service(layout, server)])
+            apply_changes(plan, console=console, dry_run=dry_run, as_json=json_out,
+                          title=f"init {layout.root} ({mode})")
 
 
 def coin_configs(layout: Layout, prefixes: list[str] | None = None) -> list[CoinConfig]:
