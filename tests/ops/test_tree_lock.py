@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from multipool.config import load_coin_config
-from multipool.ops.treelock import LOCK_NAME, TreeLockedError, tree_lock
+from multipool.ops.treelock import HOLDER_FILE, TreeLockedError, tree_lock
 
 HOLD = """
 import sys, time
@@ -61,8 +61,8 @@ def test_a_second_holder_waits_names_the_first_and_gives_up_at_the_deadline(
         holder.wait()
     # Killed in the middle: the kernel released its lock with its descriptors.
     with tree_lock(tmp_path, "third", wait=0):
-        assert (tmp_path / LOCK_NAME).read_text() == f"`third` (pid {os.getpid()})\n"
-    assert (tmp_path / LOCK_NAME).read_text() == ""
+        assert (tmp_path / HOLDER_FILE).read_text() == f"`third` (pid {os.getpid()})\n"
+    assert (tmp_path / HOLDER_FILE).read_text() == ""
 
 
 def test_coin_add_waits_for_the_change_in_progress_then_applies(tmp_path: Path):
@@ -110,3 +110,16 @@ def test_two_coin_adds_at_once_take_turns_and_distinct_ports(tmp_path: Path):
 
     a, b = ports("ltca"), ports("ltcb")
     assert None not in a | b and len(a) == len(b) == 5 and not a & b
+
+
+def test_a_tree_not_made_yet_is_locked_through_its_parent_and_not_made(tmp_path: Path):
+    root = tmp_path / "server"
+    holder = hold(root, "multipool init --mode local")
+    try:
+        with pytest.raises(TreeLockedError, match="another multipool command kept"):
+            with tree_lock(root, "second", wait=0.3):
+                pytest.fail("the lock was held twice")
+        assert not root.exists()  # locking made nothing
+    finally:
+        holder.kill()
+        holder.wait()

@@ -3,10 +3,11 @@
 ``init``, ``coin add`` and ``coin remove`` read the tree (the ports coins use, users,
 files, units), plan their changes and apply them. Two at once could both pick the same
 free stratum port, or one could remove a coin the other is rewriting. Each holds an
-exclusive lock on ``<root>/.change.lock`` from before it reads the tree until its last
-change is applied; a second one waits, saying which command holds it, and gives up with
-an error after a deadline. The lock is the kernel's (``flock``): a command that is killed
-releases it with its last file descriptor, so a crash never leaves the tree locked.
+exclusive lock (``flock``) on the tree's directory from before it reads the tree until
+its last change is applied, and writes its command in ``<root>/.change.lock``; a second
+one waits, saying which command holds it, and gives up with an error after a deadline.
+The lock is the kernel's: a command that is killed releases it with its last file
+descriptor, so a crash never leaves the tree locked.
 
 A dry run changes nothing and takes no lock.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from multipool.errors import PoolError
 
-LOCK_NAME = ".change.lock"
+HOLDER_FILE = ".change.lock"
 # How long a command waits for another one's change to the tree (a coin's first build
 # takes a while; a command held longer than this is more likely stuck than busy).
 WAIT_SECONDS = 3600.0
@@ -36,15 +37,18 @@ class TreeLockedError(PoolError):
 @contextlib.contextmanager
 def tree_lock(root: Path, command: str, *, wait: float = WAIT_SECONDS,
               on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the change lock of the tree at ``root`` (created if missing, and removed again
-    if the block put nothing else in it) for the block.
-    ``command`` says who holds it (shown to a command that waits). If another command
-    holds it, call ``on_wait`` once with a line saying which, then wait up to ``wait``
-    seconds; past that raise :class:`TreeLockedError`."""
-    created = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    """Hold the change lock of the tree at ``root`` for the block. ``command`` says who
+    holds it (shown to a command that waits). If another command holds it, call
+    ``on_wait`` once with a line saying which, then wait up to ``wait`` seconds; past
+    that raise :class:`TreeLockedError`.
+
+    The lock is on the tree's directory itself; a tree not made yet (``init``) is locked
+    through the nearest directory above it that exists, so that nothing is created
+    before ``init`` has checked its input and listed its changes."""
+    target = root
+    while not target.is_dir() and target != target.parent:
+        target = target.parent
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         deadline = time.monotonic() + wait
         told = False
@@ -53,7 +57,7 @@ def tree_lock(root: Path, command: str, *, wait: float = WAIT_SECONDS,
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = _holder(fd)
+                holder = _holder(root)
                 if time.monotonic() >= deadline:
                     raise TreeLockedError(
                         f"{holder} kept {root} locked for more than {wait:g} s; nothing "
@@ -63,31 +67,32 @@ def tree_lock(root: Path, command: str, *, wait: float = WAIT_SECONDS,
                     on_wait(f"waiting for {holder} to finish changing {root} ...")
                     told = True
                 time.sleep(POLL_SECONDS)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"`{command}` (pid {os.getpid()})\n".encode(), 0)
+        note = root / HOLDER_FILE
+        if root.is_dir():
+            _write(note, f"`{command}` (pid {os.getpid()})\n")
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
-            if created:
-                _remove_if_unused(root, path)
+            if note.is_file():
+                _write(note, "")
     finally:
         os.close(fd)
 
 
-def _remove_if_unused(root: Path, path: Path) -> None:
-    """A command refused before its first change leaves no tree behind: the directory it
-    made for the lock goes again if the lock is all it holds."""
-    if [entry.name for entry in root.iterdir()] == [LOCK_NAME]:
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            root.rmdir()
+def _write(note: Path, text: str) -> None:
+    """Who holds the lock, for a command that waits (the lock itself is the directory's)."""
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
-def _holder(fd: int) -> str:
+def _holder(root: Path) -> str:
     """Who holds the lock, as its holder wrote it."""
     try:
-        text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        text = (root / HOLDER_FILE).read_text(errors="replace").strip()
     except OSError:
         text = ""
     return text or "another multipool command"

@@ -108,8 +108,9 @@ class HashratePoint:
 class HashrateSeries(Sequence[HashratePoint]):
     """Hashrate per bucket, oldest first: point ``i`` is the bucket starting ``i``
     buckets after ``start``. Kept as a tuple of floats, made points when read: a cached
-    day of a miner (144 buckets) is then two objects for the garbage collector to scan
-    instead of 145, and a web process caches a thousand of them."""
+    day of a miner (144 buckets) is then one object the garbage collector scans (it
+    leaves a tuple of floats alone) instead of 145, and a web process caches a
+    thousand of them."""
 
     __slots__ = ("bucket", "rates", "start")
 
